@@ -30,6 +30,8 @@ else
   if [ -f "$_smolvla_ws/install/setup.bash" ] && [ -n "${BASH_VERSION:-}" ]; then
     # shellcheck source=/dev/null
     source "$_smolvla_ws/install/setup.bash"
+    # The nodes and commands of smolvla_ros (policy_node, smolvla_launch, ...), as `ros2 run` would find them.
+    _smolvla_prepend PATH "$_smolvla_ws/install/smolvla_ros/lib/smolvla_ros"
   fi
   unset -f _smolvla_prepend
 fi

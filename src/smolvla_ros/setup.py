@@ -32,6 +32,14 @@ setup(
     description="SmolVLA policy and asynchronous action-queue executor nodes for ROS 2.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "policy_node = smolvla_ros.policy_node:main",
+            "executor_node = smolvla_ros.executor_node:main",
+            "sim_arm_node = smolvla_ros.sim_arm_node:main",
+            "expert_policy_node = smolvla_ros.expert_policy_node:main",
+            "smolvla_launch = smolvla_ros.launcher:main",
+            "smolvla_demo = smolvla_ros.demo:main",
+            "smolvla_eval_async = smolvla_ros.eval_async:main",
+        ],
     },
 )

@@ -1,0 +1,111 @@
+"""Conversion between action chunks as numpy arrays and smolvla_msgs/ActionChunk, and ROS time helpers.
+
+Shared by every node that publishes or receives chunks (policy, expert, executor), so that the message layout
+and the tick convention are written down once: trajectory point i is the action for tick first_tick + i and
+its time_from_start is i * control_period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from smolvla_msgs.msg import ActionChunk
+
+_NS_PER_S = 1_000_000_000
+
+
+def time_to_seconds(stamp: Time) -> float:
+    """builtin_interfaces/Time -> float seconds."""
+    return stamp.sec + stamp.nanosec / _NS_PER_S
+
+
+def seconds_to_time(seconds: float) -> Time:
+    """float seconds (>= 0) -> builtin_interfaces/Time."""
+    ns = round(seconds * _NS_PER_S)
+    return Time(sec=ns // _NS_PER_S, nanosec=ns % _NS_PER_S)
+
+
+def duration_to_seconds(duration: Duration) -> float:
+    """builtin_interfaces/Duration -> float seconds."""
+    return duration.sec + duration.nanosec / _NS_PER_S
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    """float seconds -> builtin_interfaces/Duration (nanosec normalised into [0, 1e9))."""
+    ns = round(seconds * _NS_PER_S)
+    return Duration(sec=ns // _NS_PER_S, nanosec=ns % _NS_PER_S)
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    """An ActionChunk's content as plain values. actions[i] is the command for tick first_tick + i."""
+
+    request_id: int
+    chunk_id: int
+    first_tick: int
+    joint_names: tuple[str, ...]
+    actions: np.ndarray  # (n, len(joint_names)) float64
+    control_period: float
+    capture_time: float
+    inference_latency: float
+    instruction: str
+
+
+def chunk_to_msg(
+    actions: np.ndarray,
+    joint_names: Sequence[str],
+    *,
+    request_id: int,
+    chunk_id: int,
+    first_tick: int,
+    control_period: float,
+    capture_stamp: Time,
+    inference_latency: float,
+    instruction: str,
+) -> ActionChunk:
+    """Build an ActionChunk from an (n, n_joints) array of absolute joint positions."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[1] != len(joint_names):
+        raise ValueError(f"actions must have shape (n, {len(joint_names)}), got {actions.shape}")
+    msg = ActionChunk()
+    msg.header.stamp = capture_stamp
+    msg.chunk_id = int(chunk_id)
+    msg.request_id = int(request_id)
+    msg.first_tick = int(first_tick)
+    msg.control_period = seconds_to_duration(control_period)
+    msg.trajectory.joint_names = list(joint_names)
+    msg.trajectory.points = [
+        JointTrajectoryPoint(positions=row.tolist(), time_from_start=seconds_to_duration(i * control_period))
+        for i, row in enumerate(actions)
+    ]
+    msg.inference_latency = float(inference_latency)
+    msg.instruction = instruction
+    return msg
+
+
+def chunk_from_msg(msg: ActionChunk) -> ChunkData:
+    """Read an ActionChunk; raises ValueError when its points do not all have one position per joint."""
+    names = tuple(msg.trajectory.joint_names)
+    points = msg.trajectory.points
+    if not points:
+        raise ValueError("chunk has no trajectory points")
+    lengths = {len(p.positions) for p in points}
+    if lengths != {len(names)}:
+        raise ValueError(f"chunk has {len(names)} joint names but points with {sorted(lengths)} positions")
+    actions = np.array([p.positions for p in points], dtype=np.float64).reshape(len(points), len(names))
+    return ChunkData(
+        request_id=msg.request_id,
+        chunk_id=msg.chunk_id,
+        first_tick=msg.first_tick,
+        joint_names=names,
+        actions=actions,
+        control_period=duration_to_seconds(msg.control_period),
+        capture_time=time_to_seconds(msg.header.stamp),
+        inference_latency=msg.inference_latency,
+        instruction=msg.instruction,
+    )
