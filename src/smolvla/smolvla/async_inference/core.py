@@ -1,0 +1,348 @@
+"""The action queue with threshold, similarity filter, aggregation and latency-aware request timing.
+
+Tick convention (shared with the ROS messages): control ticks t = 0, 1, 2, ... at period dt, counted by calls to
+AsyncActionQueue.tick. The observation captured at tick k yields the chunk for ticks k + 1 ... k + n
+(first_tick = k + 1). A tick first pops its own action, then decides whether to send the observation of this very
+tick; so a chunk requested at tick k never holds an action for a tick that has already been executed at the time
+of the request, and actions for ticks that passed while it was computed are dropped on arrival (and counted).
+
+Every action that enters the queue leaves it in exactly one counted way: executed at its tick, dropped because its
+tick had passed when its chunk arrived, blended into the queued action for the same tick, or discarded by
+clear(). QueueStatus carries these counters, and `actions_received` equals their sum plus the queue length.
+
+Thread safety: one lock guards all state; tick() (control thread) and add_chunk() / request_failed() (subscription
+threads) may be called concurrently. The queue has no clock: the caller passes `now` in seconds, from one clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from smolvla.async_inference.aggregation import aggregate
+from smolvla.async_inference.config import QueueConfig
+from smolvla.async_inference.latency import LatencyEstimator, threshold_bound
+from smolvla.async_inference.similarity import SimilarityFilter
+
+# Requests remembered after they stop being in flight (timed out), so that a late chunk can still be matched.
+_REMEMBERED_REQUESTS = 64
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """A chunk request to send: the observation of tick `observation_tick`, captured at `capture_time`."""
+
+    request_id: int
+    observation_tick: int
+    capture_time: float
+    must_go: bool
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one control tick decided.
+
+    action: the queued action for this tick, or None when the queue was empty (hold the last command).
+    request: the request to send now, or None.
+    queue_length: actions left after this tick's pop (before any request is answered).
+    request_skipped: a request was due but the similarity filter skipped it.
+    """
+
+    tick: int
+    action: np.ndarray | None
+    request: RequestSpec | None
+    queue_length: int
+    threshold: float
+    request_skipped: bool
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """Result of offering a chunk to the queue. accepted is False with a reason when it was not used."""
+
+    accepted: bool
+    reason: str = ""
+    latency: float | None = None
+    dropped_late: int = 0
+    blended: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Snapshot of the queue's state and counters (the executor publishes it as ExecutorStatus)."""
+
+    tick: int
+    queue_length: int
+    chunk_size: int
+    control_period: float
+    mode: str
+    threshold: float
+    threshold_min: float
+    in_flight: int
+    idle_ticks: int
+    starvation_episodes: int
+    startup_ticks: int
+    requests_sent: int
+    requests_skipped: int
+    requests_timed_out: int
+    requests_failed: int
+    chunks_received: int
+    chunks_superseded: int
+    chunks_unmatched: int
+    actions_received: int
+    actions_executed: int
+    actions_dropped_late: int
+    actions_blended: int
+    actions_discarded: int
+    last_latency: float
+    latency_estimate: float
+
+
+@dataclass
+class _Pending:
+    observation_tick: int
+    sent_time: float
+
+
+class AsyncActionQueue:
+    """The paper's asynchronous action queue (Algorithm 1) as a thread-safe object without clock or thread.
+
+    Usage per control tick: `result = queue.tick(now, joint_state)`; execute result.action (or hold when None);
+    send result.request if any. When a chunk arrives: `queue.add_chunk(request_id, first_tick, actions, now)`.
+    When the policy reports that a request produced no chunk: `queue.request_failed(request_id, now)`.
+    """
+
+    def __init__(self, config: QueueConfig, joint_scales: Sequence[float] | np.ndarray) -> None:
+        self.config = config
+        self._similarity = SimilarityFilter(joint_scales, config.similarity_epsilon)
+        self.n_joints = self._similarity.scales.size
+        self._latency = LatencyEstimator(config.latency_window, config.latency_quantile)
+        self._lock = threading.Lock()
+        self._next_request_id = 1  # increases over the object's life, also across clear()
+        self._reset_locked()
+        self._reset_counters()
+
+    # ---- control thread -------------------------------------------------------------------------------------
+
+    def tick(self, now: float, joint_state: np.ndarray) -> TickResult:
+        """Advance one control tick: pop this tick's action, then maybe request a chunk from this tick's state."""
+        state = np.asarray(joint_state, dtype=np.float64)
+        if state.shape != (self.n_joints,):
+            raise ValueError(f"joint state must have {self.n_joints} values, got shape {state.shape}")
+        with self._lock:
+            tick = self._tick
+            self._tick += 1
+            self._expire_locked(now)
+            action = self._pop_locked()
+            queue_length = len(self._queue)
+            threshold = self._threshold_locked()
+            request, skipped = self._maybe_request_locked(tick, now, state, queue_length, threshold)
+            return TickResult(tick, action, request, queue_length, threshold, skipped)
+
+    def _pop_locked(self) -> np.ndarray | None:
+        # Invariant: a non-empty queue starts at the tick being executed (add_chunk aligns every chunk to it and
+        # each tick pops exactly one action), so the head is this tick's action.
+        if len(self._queue):
+            action = self._queue[0].copy()
+            self._queue = self._queue[1:]
+            self._ever_executed = True
+            self._was_idle = False
+            self._counters["actions_executed"] += 1
+            return action
+        if not self._ever_executed:
+            self._counters["startup_ticks"] += 1
+        else:
+            self._counters["idle_ticks"] += 1
+            if not self._was_idle:
+                self._counters["starvation_episodes"] += 1
+            self._was_idle = True
+        return None
+
+    def _maybe_request_locked(
+        self, tick: int, now: float, state: np.ndarray, queue_length: int, threshold: float
+    ) -> tuple[RequestSpec | None, bool]:
+        n = self.config.chunk_size
+        if queue_length > threshold * n + 1e-9:
+            return None, False
+        if len(self._in_flight) >= self.config.max_in_flight or now < self._retry_after:
+            return None, False
+        must_go = queue_length == 0
+        upper = self._latency.upper()
+        if upper is not None:
+            # The chunk brings actions from tick + 1 + latency_ticks on; the queue covers tick + 1 ... tick + length.
+            must_go = must_go or queue_length <= math.ceil(upper / self.config.control_period)
+        if not must_go and self._similarity.is_similar(state):
+            self._counters["requests_skipped"] += 1
+            return None, True
+        request = RequestSpec(self._next_request_id, tick, now, must_go)
+        self._next_request_id += 1
+        self._similarity.mark_sent(state)
+        pending = _Pending(tick, now)
+        self._in_flight[request.request_id] = pending
+        self._remembered[request.request_id] = pending
+        while len(self._remembered) > _REMEMBERED_REQUESTS:
+            self._remembered.popitem(last=False)
+        self._counters["requests_sent"] += 1
+        return request, False
+
+    def _expire_locked(self, now: float) -> None:
+        for request_id, pending in list(self._in_flight.items()):
+            if now - pending.sent_time > self.config.request_timeout:
+                del self._in_flight[request_id]
+                self._counters["requests_timed_out"] += 1
+
+    # ---- policy side (any thread) ---------------------------------------------------------------------------
+
+    def add_chunk(self, request_id: int, first_tick: int, actions: np.ndarray, now: float) -> ChunkOutcome:
+        """Merge the chunk answering `request_id`; actions[i] is for tick first_tick + i.
+
+        Actions for ticks already executed are dropped. Where the chunk overlaps queued actions they are combined
+        with the configured aggregation. Queued actions beyond the chunk's last tick are kept (only a chunk shorter
+        than the queue's remainder leaves such a tail; dropping it would starve the robot sooner). A chunk computed
+        from an older observation than the one the queue already holds is not used (superseded).
+        """
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] != self.n_joints:
+            raise ValueError(f"chunk actions must have shape (m >= 1, {self.n_joints}), got {actions.shape}")
+        if not np.all(np.isfinite(actions)):
+            raise ValueError("chunk actions contain NaN or infinite values")
+        with self._lock:
+            pending = self._remembered.pop(request_id, None)
+            self._in_flight.pop(request_id, None)
+            if pending is None:
+                self._counters["chunks_unmatched"] += 1
+                return ChunkOutcome(False, f"request_id {request_id} is not a request of this run or was answered")
+            latency = now - pending.sent_time
+            self._latency.add(latency)
+            if first_tick != pending.observation_tick + 1:
+                self._counters["chunks_unmatched"] += 1
+                return ChunkOutcome(
+                    False,
+                    f"first_tick {first_tick} does not follow the request's observation tick "
+                    f"{pending.observation_tick}",
+                    latency,
+                )
+            if pending.observation_tick < self._newest_observation_tick:
+                self._counters["chunks_superseded"] += 1
+                return ChunkOutcome(
+                    False,
+                    f"computed from tick {pending.observation_tick}, older than the queued chunk's tick "
+                    f"{self._newest_observation_tick}",
+                    latency,
+                )
+            self._newest_observation_tick = pending.observation_tick
+            self._counters["chunks_received"] += 1
+            self._counters["actions_received"] += actions.shape[0]
+            late = min(max(0, self._tick - first_tick), actions.shape[0])
+            fresh = actions[late:]
+            overlap = min(len(self._queue), len(fresh))
+            blended = aggregate(self.config.aggregation, self._queue[:overlap], fresh[:overlap])
+            tail = self._queue[overlap:] if len(self._queue) > len(fresh) else fresh[overlap:]
+            self._queue = np.concatenate([blended, tail])
+            self._counters["actions_dropped_late"] += late
+            self._counters["actions_blended"] += overlap
+            return ChunkOutcome(True, "", latency, late, overlap)
+
+    def request_failed(self, request_id: int, now: float) -> bool:
+        """The policy answered `request_id` without a chunk: free its slot, retry after failure_backoff.
+
+        Returns False when the request is unknown (not of this run, or already answered).
+        """
+        with self._lock:
+            pending = self._remembered.pop(request_id, None)
+            self._in_flight.pop(request_id, None)
+            if pending is None:
+                return False
+            self._counters["requests_failed"] += 1
+            self._retry_after = now + self.config.failure_backoff
+            return True
+
+    # ---- lifecycle and status -------------------------------------------------------------------------------
+
+    def clear(self) -> int:
+        """Forget the queue and the requests in flight and restart at tick 0 (on deactivation).
+
+        Chunks answering earlier requests are refused afterwards. Counters and the latency estimate are kept.
+        Returns the number of queued actions discarded.
+        """
+        with self._lock:
+            discarded = len(self._queue)
+            self._counters["actions_discarded"] += discarded
+            self._reset_locked()
+            return discarded
+
+    def _reset_locked(self) -> None:
+        self._tick = 0
+        self._queue = np.zeros((0, self.n_joints))
+        self._in_flight: dict[int, _Pending] = {}
+        self._remembered: OrderedDict[int, _Pending] = OrderedDict()
+        self._newest_observation_tick = -1
+        self._retry_after = -math.inf
+        self._ever_executed = False
+        self._was_idle = False
+        self._similarity.clear()
+
+    def _reset_counters(self) -> None:
+        names = [f.name for f in fields(QueueStatus) if f.name not in _NON_COUNTERS]
+        self._counters = dict.fromkeys(names, 0)
+
+    def _threshold_locked(self) -> float:
+        config = self.config
+        if config.mode == "sync":
+            return 0.0
+        if config.mode == "continuous":
+            return 1.0
+        if config.mode == "async":
+            return config.threshold
+        upper = self._latency.upper()
+        if upper is None:
+            return config.threshold
+        # One tick more than the pessimistic latency, times the margin: the request goes out while the queue
+        # still covers the time until the chunk arrives.
+        needed = (1.0 + config.auto_margin) * threshold_bound(upper, config.control_period, config.chunk_size)
+        return min(1.0, needed + 1.0 / config.chunk_size)
+
+    def threshold(self) -> float:
+        """The threshold g in effect (fixed by the mode, or the automatic g)."""
+        with self._lock:
+            return self._threshold_locked()
+
+    def status(self) -> QueueStatus:
+        """A consistent snapshot of state and counters."""
+        with self._lock:
+            estimate = self._latency.estimate()
+            config = self.config
+            return QueueStatus(
+                tick=self._tick,
+                queue_length=len(self._queue),
+                chunk_size=config.chunk_size,
+                control_period=config.control_period,
+                mode=config.mode,
+                threshold=self._threshold_locked(),
+                threshold_min=0.0
+                if estimate is None
+                else threshold_bound(estimate, config.control_period, config.chunk_size),
+                in_flight=len(self._in_flight),
+                last_latency=self._latency.last or 0.0,
+                latency_estimate=estimate or 0.0,
+                **self._counters,
+            )
+
+
+_NON_COUNTERS = {
+    "tick",
+    "queue_length",
+    "chunk_size",
+    "control_period",
+    "mode",
+    "threshold",
+    "threshold_min",
+    "in_flight",
+    "last_latency",
+    "latency_estimate",
+}
