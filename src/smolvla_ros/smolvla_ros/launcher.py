@@ -1,0 +1,507 @@
+"""Start the smolvla_ros graph without `ros2 launch`: one process per node, forwarded logs, orderly shutdown.
+
+launch/launch_ros are not installable on machines without a ROS 2 install, so this module starts the same node
+executables with the same parameter files as launch/so100_async.launch.py. Every node runs in its own process (the
+executor's control timer must not share an interpreter, and its GIL, with the model) and in its own session, so a
+Ctrl-C in the terminal reaches only the launcher, which then stops the nodes in order: SIGINT to each (what Ctrl-C
+would send), SIGKILL to whatever has not exited after a timeout. If a required node exits on its own, the launcher
+stops the others and exits non-zero.
+
+Python API (used by the demo, the evaluation, the benchmarks and the tests):
+
+    specs = graph_nodes(GraphOptions(sim=True, policy="expert"))
+    with Launcher(specs) as launcher:
+        launcher.wait(timeout=10.0)
+
+Command line: `smolvla_launch --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+PACKAGE = "smolvla_ros"
+
+#: Exit codes that mean "stopped because it was asked to": 0, killed by SIGINT/SIGTERM, or the shell convention 128+n.
+_CLEAN_STOP_CODES = {0, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One process to start.
+
+    name: label used as the log prefix and in messages.
+    command: the program and its own arguments (e.g. [path of policy_node]); ROS arguments are appended.
+    params_file: ROS 2 parameter file passed with --params-file.
+    parameters: per-process parameter overrides (-p name:=value), applied after the file.
+    required: when a required process exits by itself, the whole graph is stopped and the launcher fails.
+    env: extra environment variables for this process.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    params_file: Path | None = None
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    required: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        """The full command line: command, then --ros-args with the parameter file and overrides (if any)."""
+        ros_args: list[str] = []
+        if self.params_file is not None:
+            ros_args += ["--params-file", str(self.params_file)]
+        for name, value in self.parameters.items():
+            ros_args += ["-p", f"{name}:={format_parameter(value)}"]
+        return [*self.command, *(["--ros-args", *ros_args] if ros_args else [])]
+
+
+def format_parameter(value: object) -> str:
+    """Format a parameter override for `-p name:=value`, which rcl parses as YAML.
+
+    JSON is valid YAML and keeps types explicit: strings stay strings even when they look like numbers or
+    booleans ("1", "yes"), floats keep their decimal point (a double parameter refuses an integer), lists become
+    YAML sequences.
+    """
+    if isinstance(value, bool | int | float | str):
+        return json.dumps(value)
+    if isinstance(value, Sequence):
+        items = list(value)
+        kinds = {type(item) for item in items}
+        if len(kinds) > 1:
+            raise ValueError(f"parameter list mixes types {sorted(k.__name__ for k in kinds)}: {items!r}")
+        return json.dumps(items)
+    raise TypeError(f"unsupported parameter value {value!r} of type {type(value).__name__}")
+
+
+def find_executable(name: str) -> str:
+    """Path of an installed node executable (install/smolvla_ros/lib/smolvla_ros is on PATH after `source env.sh`)."""
+    found = shutil.which(name)
+    if found is None:
+        try:
+            from ament_index_python.packages import get_package_prefix
+
+            candidate = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
+        except (ImportError, LookupError, ValueError):
+            candidate = None
+        if candidate is None or not os.access(candidate, os.X_OK):
+            raise FileNotFoundError(
+                f"node executable {name!r} not found on PATH nor in the {PACKAGE} install; "
+                "run `source env.sh` in the workspace (after `make setup`)"
+            )
+        found = str(candidate)
+    return found
+
+
+def config_dirs(explicit: Path | None = None) -> list[Path]:
+    """Where parameter files are looked up, in order: an explicit directory, the installed share directory of
+    smolvla_ros, then the source checkout's config/ (which holds files added since the last colcon build)."""
+    dirs = []
+    if explicit is not None:
+        dirs.append(Path(explicit))
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory(PACKAGE)) / "config")
+    except (ImportError, LookupError, ValueError):
+        pass
+    # With the symlink/egg-link install this module lives in src/smolvla_ros/smolvla_ros/ of the checkout.
+    dirs.append(Path(__file__).resolve().parents[3] / "config")
+    return dirs
+
+
+def find_config(file_name: str, explicit_dir: Path | None = None) -> Path:
+    """The first existing `file_name` in config_dirs(explicit_dir); FileNotFoundError naming the places tried."""
+    tried = config_dirs(explicit_dir)
+    for directory in tried:
+        if (directory / file_name).is_file():
+            return directory / file_name
+    raise FileNotFoundError(f"parameter file {file_name!r} not found in: {', '.join(str(d) for d in tried)}")
+
+
+@dataclass(frozen=True)
+class ProcessExit:
+    """How one process ended: its return code and whether it had to be killed."""
+
+    name: str
+    returncode: int | None
+    killed: bool
+
+    @property
+    def clean(self) -> bool:
+        """True when the process exited by itself with a normal stop code."""
+        return not self.killed and self.returncode in _CLEAN_STOP_CODES
+
+
+class _Child:
+    """A started process with the thread that forwards its output."""
+
+    def __init__(self, spec: NodeSpec, process: subprocess.Popen, forwarder: threading.Thread) -> None:
+        self.spec = spec
+        self.process = process
+        self.forwarder = forwarder
+        self.killed = False
+
+
+class Launcher:
+    """Start NodeSpecs as child processes, forward their output line by line as "[name] line", stop them cleanly.
+
+    output: where forwarded lines and the launcher's own messages go (default: sys.stdout).
+    stop_timeout: seconds the processes get to exit after SIGINT before they are killed.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[NodeSpec],
+        *,
+        output: Callable[[str], None] | IO[str] | None = None,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique, got {names}")
+        self.specs = list(specs)
+        self.stop_timeout = stop_timeout
+        self._write = self._make_writer(output)
+        self._width = max([len("launch"), *(len(name) for name in names)])
+        self._children: list[_Child] = []
+        # Plain flags, not threading.Event: request_stop runs in signal handlers, where taking a lock that the
+        # interrupted main thread may hold would deadlock.
+        self._stop_requested = False
+        self._escalate = False
+        self._reported: set[str] = set()
+        self._exits: dict[str, ProcessExit] | None = None
+
+    @staticmethod
+    def _make_writer(output: Callable[[str], None] | IO[str] | None) -> Callable[[str], None]:
+        if callable(output):
+            return output
+        stream = output if output is not None else sys.stdout
+        lock = threading.Lock()
+
+        def write(line: str) -> None:
+            with lock:
+                stream.write(line + "\n")
+                stream.flush()
+
+        return write
+
+    def log(self, message: str) -> None:
+        """Write a launcher message with the "launch" prefix."""
+        self._write(f"[{'launch'.ljust(self._width)}] {message}")
+
+    def start(self) -> None:
+        """Start every process in order. If one cannot be started, the ones already started are stopped."""
+        for spec in self.specs:
+            env = {**os.environ, **spec.env}
+            # Line-by-line forwarding needs children that do not block-buffer their output into the pipe.
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            env.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "1")
+            argv = spec.argv()
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the nodes in order
+                )
+            except OSError as error:
+                self.log(f"cannot start {spec.name}: {error}")
+                self.stop()
+                raise
+            forwarder = threading.Thread(
+                target=self._forward, args=(spec.name, process.stdout), name=f"log-{spec.name}", daemon=True
+            )
+            forwarder.start()
+            self._children.append(_Child(spec, process, forwarder))
+            self.log(f"started {spec.name} (pid {process.pid}): {' '.join(argv)}")
+
+    def _forward(self, name: str, stream: IO[bytes]) -> None:
+        prefix = f"[{name.ljust(self._width)}] "
+        for raw in iter(stream.readline, b""):
+            self._write(prefix + raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        stream.close()
+
+    def pids(self) -> dict[str, int]:
+        """Process ids of the started processes, by name."""
+        return {child.spec.name: child.process.pid for child in self._children}
+
+    def running(self) -> list[str]:
+        """Names of the processes still running."""
+        return [child.spec.name for child in self._children if child.process.poll() is None]
+
+    def request_stop(self) -> None:
+        """Ask wait() to return (thread- and signal-safe). A second request makes stop() kill at once."""
+        if self._stop_requested:
+            self._escalate = True
+        self._stop_requested = True
+
+    def wait(self, timeout: float | None = None) -> ProcessExit | None:
+        """Block until a required process exits by itself (returned), a stop is requested or `timeout` passes
+        (None returned). Non-required processes that exit are reported in the log and otherwise ignored."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop_requested:
+            for child in self._children:
+                code = child.process.poll()
+                if code is None or child.spec.name in self._reported:
+                    continue
+                self._reported.add(child.spec.name)
+                ended = ProcessExit(child.spec.name, code, killed=False)
+                if child.spec.required:
+                    self.log(f"required node {child.spec.name} exited with code {code}; stopping the graph")
+                    return ended
+                self.log(f"{child.spec.name} exited with code {code} (not required; the graph keeps running)")
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        return None
+
+    def stop(self, timeout: float | None = None) -> dict[str, ProcessExit]:
+        """SIGINT every running process group, SIGKILL those still running after `timeout` (default stop_timeout)
+        seconds or on a second stop request, and wait for the log forwarding to drain. Idempotent."""
+        if self._exits is not None:
+            return self._exits
+        timeout = self.stop_timeout if timeout is None else timeout
+        for child in reversed(self._children):
+            if child.process.poll() is None:
+                self._signal(child, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while any(child.process.poll() is None for child in self._children):
+            if time.monotonic() >= deadline or self._escalate:
+                for child in self._children:
+                    if child.process.poll() is None:
+                        self.log(f"{child.spec.name} did not exit after SIGINT; killing it")
+                        child.killed = True
+                        self._signal(child, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        for child in self._children:
+            child.process.wait()
+            child.forwarder.join(2.0)
+        self._exits = {
+            child.spec.name: ProcessExit(child.spec.name, child.process.returncode, child.killed)
+            for child in self._children
+        }
+        for ended in self._exits.values():
+            state = "killed" if ended.killed else f"exited with code {ended.returncode}"
+            self.log(f"{ended.name} {state}")
+        return self._exits
+
+    @staticmethod
+    def _signal(child: _Child, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(child.process.pid, signum)  # the whole session: a node's own children stop too
+
+    def run(self) -> int:
+        """start(), wait until Ctrl-C/SIGTERM or a required process dies, stop(). Returns the exit status:
+        the dead process's code (or 1) when a required one died; after a requested stop 0 when every process
+        exited by itself with a normal stop code, else 1.
+        Must be called from the main thread (it installs SIGINT and SIGTERM handlers)."""
+        previous = {
+            signum: signal.signal(signum, lambda *_: self.request_stop()) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.start()
+            ended = self.wait()
+            if ended is None:
+                self.log("stop requested; stopping all nodes (Ctrl-C again to kill)")
+            exits = self.stop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if ended is not None:
+            return ended.returncode if ended.returncode and ended.returncode > 0 else 1
+        unclean = [e.name for e in exits.values() if not e.clean]
+        if unclean:
+            self.log(f"not stopped cleanly: {', '.join(unclean)}")
+            return 1
+        return 0
+
+    def __enter__(self) -> Launcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The smolvla_ros graph: which executables, parameter files and overrides.
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """What to start. None leaves a parameter at the value of its parameter file.
+
+    sim: start the simulated arm (sim_arm_node, config/sim.yaml) instead of expecting a real robot's driver.
+    policy: "smolvla" (policy_node, config/policy.yaml) or "expert" (expert_policy_node, config/expert.yaml).
+    mode: executor mode (sync, async, continuous, auto); g: its threshold.
+    cameras: camera topics for the policy in priority order (global view, wrist, side).
+    extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor).
+    """
+
+    sim: bool = False
+    policy: str = "smolvla"
+    checkpoint: str | None = None
+    instruction: str | None = None
+    mode: str | None = None
+    g: float | None = None
+    control_rate: float | None = None
+    cameras: tuple[str, ...] | None = None
+    device: str | None = None
+    dtype: str | None = None
+    config_dir: Path | None = None
+    extra: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+POLICIES = ("smolvla", "expert")
+MODES = ("sync", "async", "continuous", "auto")
+
+
+def graph_nodes(options: GraphOptions) -> list[NodeSpec]:
+    """The NodeSpecs for the graph: [simulated arm,] policy or expert, executor (labels robot, policy, executor)."""
+    if options.policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {options.policy!r}")
+    if options.mode is not None and options.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {options.mode!r}")
+    if options.control_rate is not None and not options.control_rate > 0:
+        raise ValueError(f"control rate must be positive, got {options.control_rate}")
+    if options.g is not None and not 0.0 <= options.g <= 1.0:
+        raise ValueError(f"g must be within [0, 1], got {options.g}")
+    if options.cameras is not None and not 1 <= len(options.cameras) <= 3:
+        raise ValueError(f"give 1 to 3 camera topics, got {len(options.cameras)}")
+
+    rate = {} if options.control_rate is None else {"control_rate": float(options.control_rate)}
+    specs: list[tuple[str, str, str, dict[str, object]]] = []
+    if options.sim:
+        specs.append(("robot", "sim_arm_node", "sim.yaml", {**rate}))
+    policy_params: dict[str, object] = {**rate}
+    if options.instruction is not None:
+        policy_params["instruction"] = options.instruction
+    if options.policy == "smolvla":
+        for key in ("checkpoint", "device", "dtype"):
+            if getattr(options, key) is not None:
+                policy_params[key] = getattr(options, key)
+        if options.cameras is not None:
+            policy_params["camera_topics"] = list(options.cameras)
+        specs.append(("policy", "policy_node", "policy.yaml", policy_params))
+    else:
+        specs.append(("policy", "expert_policy_node", "expert.yaml", policy_params))
+    executor_params: dict[str, object] = {**rate}
+    if options.mode is not None:
+        executor_params["mode"] = options.mode
+    if options.g is not None:
+        executor_params["threshold"] = float(options.g)
+    specs.append(("executor", "executor_node", "executor.yaml", executor_params))
+
+    unknown = set(options.extra) - {label for label, *_ in specs}
+    if unknown:
+        raise ValueError(f"overrides for nodes not in this graph: {sorted(unknown)}")
+    return [
+        NodeSpec(
+            name=label,
+            command=(find_executable(executable),),
+            params_file=find_config(params_file, options.config_dir),
+            parameters={**params, **options.extra.get(label, {})},
+        )
+        for label, executable, params_file, params in specs
+    ]
+
+
+def _parse_override(text: str) -> tuple[str, str, object]:
+    """ "node.param=value" -> (node, param, value); the value is read as JSON when it parses, else kept a string."""
+    target, sep, raw = text.partition("=")
+    node, dot, param = target.partition(".")
+    if not sep or not dot or not node or not param:
+        raise argparse.ArgumentTypeError(f"expected NODE.PARAM=VALUE (e.g. executor.max_step=0.05), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return node, param, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The smolvla_launch command line."""
+    parser = argparse.ArgumentParser(
+        prog="smolvla_launch",
+        description="Start the SmolVLA policy, the action-queue executor and (with --sim) the simulated arm, each in "
+        "its own process with its parameter file from config/. Ctrl-C stops them all.",
+    )
+    parser.add_argument("--sim", action="store_true", help="start the simulated SO-101 arm instead of a real robot")
+    parser.add_argument("--policy", choices=POLICIES, default="smolvla", help="SmolVLA model or the scripted expert")
+    parser.add_argument("--checkpoint", help="SmolVLA checkpoint: Hugging Face hub id or local directory")
+    parser.add_argument("--instruction", help="initial language instruction")
+    parser.add_argument("--mode", choices=MODES, help="executor mode (sync: g=0, async, continuous: g=1, auto)")
+    parser.add_argument("-g", "--threshold", dest="g", type=float, help="queue threshold g in [0, 1]")
+    parser.add_argument("--control-rate", type=float, help="control rate in Hz (executor, policy, simulated arm)")
+    parser.add_argument("--cameras", nargs="+", metavar="TOPIC", help="1-3 camera topics: global view, wrist, side")
+    parser.add_argument("--device", help="torch device for the model (cpu, cuda, ...)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype")
+    parser.add_argument("--config-dir", type=Path, help="look for parameter files here first")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=_parse_override,
+        metavar="NODE.PARAM=VALUE",
+        help="any further parameter override; NODE is robot, policy or executor (repeatable)",
+    )
+    parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds to wait after SIGINT before killing")
+    parser.add_argument("--dry-run", action="store_true", help="print the command lines and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `smolvla_launch`."""
+    args = build_parser().parse_args(argv)
+    extra: dict[str, dict[str, object]] = {}
+    for node, param, value in args.overrides:
+        extra.setdefault(node, {})[param] = value
+    try:
+        specs = graph_nodes(
+            GraphOptions(
+                sim=args.sim,
+                policy=args.policy,
+                checkpoint=args.checkpoint,
+                instruction=args.instruction,
+                mode=args.mode,
+                g=args.g,
+                control_rate=args.control_rate,
+                cameras=tuple(args.cameras) if args.cameras else None,
+                device=args.device,
+                dtype=args.dtype,
+                config_dir=args.config_dir,
+                extra=extra,
+            )
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"smolvla_launch: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for spec in specs:
+            print(f"{spec.name}: {' '.join(spec.argv())}")
+        return 0
+    launcher = Launcher(specs, stop_timeout=args.stop_timeout)
+    if not args.sim:
+        launcher.log("no --sim: expecting the robot driver to publish /joint_states and accept commands")
+    return launcher.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

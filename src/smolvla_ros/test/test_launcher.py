@@ -1,0 +1,252 @@
+"""The launcher with real child processes: log forwarding, Ctrl-C/SIGTERM shutdown, kill after timeout, failures."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from smolvla_ros.launcher import GraphOptions, Launcher, NodeSpec, format_parameter, graph_nodes, main
+
+# A child that behaves like a node: says hello, then idles until SIGINT, which it acknowledges before exiting 0.
+NODE_LIKE = textwrap.dedent(
+    """
+    import signal, sys, time
+    name = sys.argv[1]
+    def on_sigint(*_):
+        print(f"{name} got SIGINT", flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGINT, on_sigint)
+    print(f"hello from {name} args={sys.argv[2:]}", flush=True)
+    print(f"{name} to stderr", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+STUBBORN = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ignoring', flush=True)\n" + (
+    "while True: time.sleep(0.05)"
+)
+
+
+def node_like(name: str, **kwargs) -> NodeSpec:
+    return NodeSpec(name=name, command=(sys.executable, "-c", NODE_LIKE, name), **kwargs)
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no line with {text!r} in {self.lines}"
+            time.sleep(0.02)
+
+
+def test_format_parameter_keeps_types_for_rcl_yaml():
+    assert format_parameter(30.0) == "30.0"
+    assert format_parameter(3) == "3"
+    assert format_parameter(True) == "true"
+    assert format_parameter("yes") == '"yes"'  # stays a string, not a YAML boolean
+    assert format_parameter("pick up the cube") == '"pick up the cube"'
+    assert format_parameter(["/a", "/b"]) == '["/a", "/b"]'
+    with pytest.raises(ValueError, match="mixes types"):
+        format_parameter([1, "a"])
+    with pytest.raises(TypeError):
+        format_parameter({"a": 1})
+
+
+def test_argv_appends_ros_arguments():
+    spec = NodeSpec("policy", ("policy_node",), params_file=Path("/c/policy.yaml"), parameters={"control_rate": 30.0})
+    assert spec.argv() == ["policy_node", "--ros-args", "--params-file", "/c/policy.yaml", "-p", "control_rate:=30.0"]
+    assert NodeSpec("x", ("prog", "arg")).argv() == ["prog", "arg"]
+
+
+def test_forwards_logs_with_prefix_and_stops_with_sigint():
+    lines = Lines()
+    launcher = Launcher([node_like("alpha"), node_like("b")], output=lines, stop_timeout=5)
+    launcher.start()
+    lines.wait_for("[alpha ] hello from alpha")
+    lines.wait_for("[b     ] hello from b")
+    lines.wait_for("[alpha ] alpha to stderr")
+    assert sorted(launcher.running()) == ["alpha", "b"]
+    assert launcher.wait(timeout=0.2) is None  # nothing died
+    exits = launcher.stop()
+    assert all(e.clean and e.returncode == 0 for e in exits.values()), exits
+    assert any(line == "[alpha ] alpha got SIGINT" for line in lines.lines)
+    assert any(line == "[b     ] b got SIGINT" for line in lines.lines)
+    assert launcher.running() == []
+    assert launcher.stop() is exits  # idempotent
+
+
+def test_process_ignoring_sigint_is_killed_after_timeout():
+    lines = Lines()
+    launcher = Launcher(
+        [node_like("ok"), NodeSpec("stubborn", (sys.executable, "-c", STUBBORN))], output=lines, stop_timeout=0.5
+    )
+    launcher.start()
+    lines.wait_for("[stubborn] ignoring")
+    lines.wait_for("[ok      ] hello from ok")
+    start = time.monotonic()
+    exits = launcher.stop()
+    assert time.monotonic() - start < 5
+    assert exits["ok"].clean
+    assert exits["stubborn"].killed and exits["stubborn"].returncode == -signal.SIGKILL
+    assert any("stubborn did not exit after SIGINT; killing it" in line for line in lines.lines)
+
+
+def test_required_process_exit_is_reported_and_optional_one_ignored():
+    lines = Lines()
+    specs = [
+        NodeSpec("optional", (sys.executable, "-c", "print('bye')"), required=False),
+        node_like("steady"),
+        NodeSpec("crashy", (sys.executable, "-c", "import time, sys; time.sleep(1.0); sys.exit(3)")),
+    ]
+    with Launcher(specs, output=lines, stop_timeout=5) as launcher:
+        ended = launcher.wait(timeout=20)
+        assert ended is not None and ended.name == "crashy" and ended.returncode == 3
+        assert "steady" in launcher.running()
+    assert any("optional exited with code 0 (not required" in line for line in lines.lines)
+    assert any("required node crashy exited with code 3" in line for line in lines.lines)
+    assert launcher.running() == []
+
+
+def test_missing_executable_stops_what_was_started():
+    lines = Lines()
+    launcher = Launcher([node_like("first"), NodeSpec("missing", ("/nonexistent/node",))], output=lines)
+    with pytest.raises(FileNotFoundError):
+        launcher.start()
+    assert launcher.running() == []
+    assert any("cannot start missing" in line for line in lines.lines)
+
+
+RUN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from smolvla_ros.launcher import Launcher, NodeSpec
+    node = sys.argv[1]
+    required_exit = sys.argv[2] == "crash"
+    specs = [NodeSpec("n1", (sys.executable, "-c", node, "n1")), NodeSpec("n2", (sys.executable, "-c", node, "n2"))]
+    if required_exit:
+        specs.append(NodeSpec("dies", (sys.executable, "-c", "import time, sys; time.sleep(0.5); sys.exit(7)")))
+    if sys.argv[2] == "stubborn":
+        specs.append(NodeSpec("stubborn", (sys.executable, "-c", sys.argv[3])))
+    sys.exit(Launcher(specs, stop_timeout=0.5).run())
+    """
+)
+
+
+def start_run_script(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, NODE_LIKE, *args], stdout=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_stops_all_on_ctrl_c_or_sigterm(signum):
+    process = start_run_script("normal")
+    seen = []
+    for raw in process.stdout:
+        seen.append(raw.decode().rstrip())
+        if sum(line.startswith(("[n1    ] hello from", "[n2    ] hello from")) for line in seen) == 2:
+            break
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=20)
+    text = "\n".join(seen) + "\n" + out.decode()
+    assert process.returncode == 0, text
+    assert "[n1    ] n1 got SIGINT" in text and "[n2    ] n2 got SIGINT" in text
+    assert "n1 exited with code 0" in text and "n2 exited with code 0" in text
+
+
+def test_run_fails_when_a_node_has_to_be_killed():
+    process = start_run_script("stubborn", STUBBORN)
+    ready = set()
+    for raw in process.stdout:
+        line = raw.decode()
+        prefixes = ("[stubborn] ignoring", "[n1      ] hello", "[n2      ] hello")
+        ready |= {prefix for prefix in prefixes if line.startswith(prefix)}
+        if len(ready) == 3:
+            break
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 1, out.decode()
+    assert "not stopped cleanly: stubborn" in out.decode()
+
+
+def test_run_fails_when_a_required_node_dies():
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_SCRIPT, NODE_LIKE, "crash"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "required node dies exited with code 7" in result.stdout
+    assert "n1 got SIGINT" in result.stdout and "n2 got SIGINT" in result.stdout
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    for name in ("sim.yaml", "policy.yaml", "expert.yaml", "executor.yaml"):
+        (tmp_path / name).write_text("{}\n")
+    return tmp_path
+
+
+def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir):
+    specs = graph_nodes(
+        GraphOptions(
+            sim=True,
+            checkpoint="lerobot/smolvla_base",
+            instruction="pick up the cube",
+            g=0.6,
+            mode="async",
+            control_rate=30,
+            cameras=("/camera/front/image_raw", "/camera/wrist/image_raw"),
+            config_dir=config_dir,
+            extra={"executor": {"max_step": 0.05}},
+        )
+    )
+    assert [s.name for s in specs] == ["robot", "policy", "executor"]
+    robot, policy, executor = specs
+    assert Path(robot.command[0]).name == "sim_arm_node" and robot.params_file == config_dir / "sim.yaml"
+    assert Path(policy.command[0]).name == "policy_node" and policy.params_file == config_dir / "policy.yaml"
+    assert policy.parameters == {
+        "control_rate": 30.0,
+        "instruction": "pick up the cube",
+        "checkpoint": "lerobot/smolvla_base",
+        "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
+    }
+    assert executor.parameters == {"control_rate": 30.0, "mode": "async", "threshold": 0.6, "max_step": 0.05}
+    expert = graph_nodes(GraphOptions(policy="expert", config_dir=config_dir))
+    assert [Path(s.command[0]).name for s in expert] == ["expert_policy_node", "executor_node"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (GraphOptions(policy="oracle"), "policy must be one of"),
+        (GraphOptions(mode="fast"), "mode must be one of"),
+        (GraphOptions(g=1.5), "g must be within"),
+        (GraphOptions(control_rate=0), "control rate must be positive"),
+        (GraphOptions(cameras=("a", "b", "c", "d")), "1 to 3 camera topics"),
+        (GraphOptions(extra={"camera": {"x": 1}}), "nodes not in this graph"),
+    ],
+)
+def test_graph_nodes_rejects_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        graph_nodes(options)
+
+
+def test_cli_dry_run_and_errors(config_dir, capsys):
+    argv = ["--sim", "--policy", "expert", "--config-dir", str(config_dir), "--instruction", "stack", "--dry-run"]
+    assert main([*argv, "--set", "executor.max_step=0.05", "--set", "robot.render=false"]) == 0
+    out = capsys.readouterr().out
+    assert "robot: " in out and "sim_arm_node --ros-args --params-file" in out and "render:=false" in out
+    assert 'instruction:="stack"' in out and "max_step:=0.05" in out
+    assert main(["-g", "2", "--config-dir", str(config_dir)]) == 2
+    assert "g must be within" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--set", "nodot=1"])
