@@ -1,0 +1,125 @@
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smolvla.observation import RateLimiter, SampleHistory, order_joint_positions, select_samples
+
+
+def test_history_keeps_stamp_order_replaces_duplicates_and_drops_the_oldest():
+    history = SampleHistory("/cam", capacity=3)
+    for stamp in (1.0, 3.0, 2.0):  # out of order arrival
+        history.add(stamp, f"v{stamp}")
+    history.add(2.0, "replaced")
+    assert [history.at_or_before(t).value for t in (1.5, 2.0, 2.9, 10.0)] == ["v1.0", "replaced", "replaced", "v3.0"]
+    history.add(4.0, "v4")
+    assert len(history) == 3 and history.oldest_stamp() == 2.0
+    assert history.at_or_before(1.5) is None
+    assert history.latest().value == "v4"
+    with pytest.raises(ValueError, match="finite"):
+        history.add(float("nan"), "x")
+    history.clear()
+    assert history.latest() is None and len(history) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    stamps=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=30),
+    query=st.floats(-1, 11, allow_nan=False),
+    capacity=st.integers(1, 40),
+)
+def test_at_or_before_is_the_newest_kept_sample_not_after_the_query(stamps, query, capacity):
+    history = SampleHistory("s", capacity=capacity)
+    for stamp in stamps:
+        history.add(stamp, stamp)
+    kept = sorted(set(stamps))[-capacity:]
+    expected = max((s for s in kept if s <= query), default=None)
+    found = history.at_or_before(query)
+    assert (found.stamp if found else None) == expected
+
+
+def make_histories():
+    front, wrist, joints = SampleHistory("/front"), SampleHistory("/wrist"), SampleHistory("/joint_states")
+    for k in range(10):
+        front.add(10.0 + k / 30, ("front", k))
+        joints.add(10.0 + k / 100, ("joints", k))
+    wrist.add(9.0, ("wrist", 0))
+    return front, wrist, joints
+
+
+def test_selection_takes_the_latest_sample_at_or_before_capture_never_a_later_one():
+    front, wrist, joints = make_histories()
+    selection = select_samples([front, joints], capture_time=10.05, max_age=0.25)
+    assert selection.ok and selection.describe() == ""
+    assert selection.samples["/front"].value == ("front", 1)  # 10.033 <= 10.05 < 10.067
+    assert selection.samples["/joint_states"].value == ("joints", 5)  # exactly at the capture time
+
+
+def test_selection_names_each_unusable_stream_and_why():
+    front, wrist, joints = make_histories()
+    empty = SampleHistory("/side")
+    selection = select_samples([front, wrist, joints, empty], capture_time=10.02, max_age=0.25)
+    assert not selection.ok
+    assert set(selection.samples) == {"/front", "/joint_states"}
+    reasons = {problem.stream: problem.reason for problem in selection.problems}
+    assert reasons["/wrist"] == "newest sample at or before the capture time is 1.020 s old (maximum age 0.250 s)"
+    assert reasons["/side"] == "no sample received yet"
+    early = select_samples([front], capture_time=9.5, max_age=0.25)
+    assert early.describe().startswith(
+        "/front: no sample at or before the capture time (the oldest kept one is 0.500 s"
+    )
+
+
+def test_history_is_safe_under_concurrent_writers_and_readers():
+    history = SampleHistory("s", capacity=8)
+    errors = []
+
+    def writer(offset: float) -> None:
+        for k in range(2000):
+            history.add(k + offset, k)
+
+    def reader() -> None:
+        for k in range(2000):
+            sample = history.at_or_before(k)
+            if sample is not None and sample.stamp > k:
+                errors.append(sample)
+
+    threads = [threading.Thread(target=writer, args=(o,)) for o in (0.0, 0.5)] + [threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(history) == 8 and history.latest().stamp == 1999.5
+
+
+def test_order_joint_positions_reorders_and_ignores_extra_joints():
+    out = order_joint_positions(["b", "extra", "a"], [2.0, 9.0, 1.0], ["a", "b"])
+    np.testing.assert_array_equal(out, [1.0, 2.0])
+    assert out.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "names, positions, message",
+    [
+        (["a", "b"], [1.0], "2 names but 1 positions"),
+        (["a"], [1.0], "lacks b"),
+        (["a", "a", "b"], [1.0, 1.0, 2.0], "names 'a' twice"),
+        (["a", "b"], [1.0, float("inf")], "non-finite positions for b"),
+    ],
+)
+def test_order_joint_positions_rejects_bad_states(names, positions, message):
+    with pytest.raises(ValueError, match=message):
+        order_joint_positions(names, positions, ["a", "b"])
+
+
+def test_rate_limiter_allows_once_per_interval_per_key_and_counts_suppressed():
+    limiter = RateLimiter(interval=5.0)
+    assert limiter.allow("/cam", 0.0) == (True, 0)
+    assert limiter.allow("/cam", 1.0) == (False, 0)
+    assert limiter.allow("/cam", 4.9) == (False, 0)
+    assert limiter.allow("/other", 4.9) == (True, 0)
+    assert limiter.allow("/cam", 5.0) == (True, 2)
+    assert limiter.allow("/cam", 10.5) == (True, 0)
