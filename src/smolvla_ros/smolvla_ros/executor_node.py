@@ -1,0 +1,372 @@
+"""Action-queue executor node `smolvla_executor`: thin ROS wiring around smolvla.async_inference.
+
+Every control tick (timer at control_rate) it pops one action from AsyncActionQueue, passes it through
+CommandSafety (first command = measured state, joint limits, maximum step, hold on starvation) and publishes it to
+the position controller; when the queue asks for a chunk it publishes a ChunkRequest for the current tick. Chunks
+(ActionChunk) and policy outcomes (PolicyStatus) arrive on other threads and go straight into the thread-safe queue.
+
+Managed node (rclpy lifecycle): commands are sent only while active. Deactivation and shutdown publish one hold
+command (the last command) and log it, then stop commanding. With `autostart: true` (the default, for running
+without a lifecycle manager) the node configures and activates itself at start; with false it waits for
+`ros2 lifecycle set /smolvla_executor configure` and `activate`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from smolvla.async_inference import AsyncActionQueue, CommandSafety, QueueConfig, QueueStatus
+from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
+from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
+
+NODE_NAME = "smolvla_executor"
+OUTPUTS = ("position", "trajectory")
+
+# Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+LOWER = [-1.91986, -1.74533, -1.69, -1.65806, -2.74385, -0.17453]
+UPPER = [1.91986, 1.74533, 1.69, 1.65806, 2.84121, 1.74533]
+
+PARAMETERS: dict[str, object] = {
+    "autostart": True,
+    "joint_names": JOINTS,
+    "joint_lower_limits": LOWER,
+    "joint_upper_limits": UPPER,
+    "max_step": 0.1,
+    "control_rate": 30.0,
+    "chunk_size": 50,
+    "mode": "async",
+    "threshold": 0.7,
+    "auto_margin": 0.2,
+    "aggregation": "weighted_average",
+    "similarity_epsilon": 0.01,
+    "max_in_flight": 1,
+    "request_timeout": 10.0,
+    "failure_backoff": 0.2,
+    "output": "position",
+    "joint_state_topic": "/joint_states",
+    "command_topic": "/forward_position_controller/commands",
+    "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
+    "chunk_request_topic": "/smolvla/chunk_request",
+    "action_chunk_topic": "/smolvla/action_chunk",
+    "policy_status_topic": "/smolvla/policy_status",
+    "executor_status_topic": "/smolvla/executor_status",
+    "status_rate": 0.0,
+    "diagnostics_rate": 1.0,
+    "joint_state_timeout": 0.5,
+}
+
+
+class ExecutorNode(LifecycleNode):
+    """The executor as a lifecycle node; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        self.autostart = bool(self.get_parameter("autostart").value)
+        # Serialises control ticks with the hold on deactivation, so no command follows the hold.
+        self._control_lock = threading.Lock()
+        self._joint_lock = threading.Lock()
+        self._measured: np.ndarray | None = None
+        self._measured_time = -np.inf
+        self._active = False
+        self._chunks_invalid = 0
+        self._ticks_without_state = 0
+        self._shut_down = False
+        self._entities: list[tuple[Callable, object]] = []  # (destroy function, entity), created on configure
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        try:
+            if p["output"] not in OUTPUTS:
+                raise ValueError(f"output must be one of {OUTPUTS}, got {p['output']!r}")
+            if not p["control_rate"] > 0:
+                raise ValueError(f"control_rate must be > 0 Hz, got {p['control_rate']}")
+            self._period = 1.0 / p["control_rate"]
+            joints = list(p["joint_names"])
+            self._safety = CommandSafety(
+                joints, p["joint_lower_limits"], p["joint_upper_limits"], [p["max_step"]] * len(joints)
+            )
+            config = QueueConfig(
+                chunk_size=p["chunk_size"],
+                control_period=self._period,
+                mode=p["mode"],
+                threshold=p["threshold"],
+                auto_margin=p["auto_margin"],
+                aggregation=p["aggregation"],
+                similarity_epsilon=p["similarity_epsilon"],
+                max_in_flight=p["max_in_flight"],
+                request_timeout=p["request_timeout"],
+                failure_backoff=p["failure_backoff"],
+            )
+            self._queue = AsyncActionQueue(config, self._safety.ranges)
+        except (ValueError, TypeError) as error:
+            self.get_logger().error(f"invalid parameters, staying unconfigured: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._params = p
+        if p["output"] == "position":
+            self._command_pub = self.create_publisher(Float64MultiArray, p["command_topic"], 10)
+        else:
+            self._command_pub = self.create_publisher(JointTrajectory, p["trajectory_topic"], 10)
+        self._request_pub = self.create_publisher(ChunkRequest, p["chunk_request_topic"], 10)
+        self._status_pub = self.create_publisher(ExecutorStatus, p["executor_status_topic"], 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        subscriptions = [
+            self.create_subscription(
+                JointState,
+                p["joint_state_topic"],
+                self._on_joint_state,
+                qos_profile_sensor_data,
+            ),
+            self.create_subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, 10),
+            self.create_subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, 10),
+        ]
+        timers = [
+            self.create_timer(self._period, self._on_tick),
+            self.create_timer(1.0 / p["diagnostics_rate"], self._publish_diagnostics),
+        ]
+        if p["status_rate"] > 0:
+            timers.append(self.create_timer(1.0 / p["status_rate"], self._publish_status))
+        publishers = [self._command_pub, self._request_pub, self._status_pub, self._diagnostics_pub]
+        self._entities = (
+            [(self.destroy_timer, t) for t in timers]
+            + [(self.destroy_subscription, sub) for sub in subscriptions]
+            + [(self.destroy_publisher, pub) for pub in publishers]
+        )
+        self.get_logger().info(
+            f"configured: {len(joints)} joints at {p['control_rate']:g} Hz, mode {p['mode']} "
+            f"(g = {self._queue.threshold():.2f}), n = {p['chunk_size']}, output {p['output']}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._control_lock:
+            self._queue.clear()
+            self._safety.reset()
+            self._active = True
+        self.get_logger().info("active: commanding the arm, starting from its measured joint state")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._hold("deactivated")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_entities()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._hold("shutting down")
+        self._shut_down = True  # the publishers stay until destroy_node(), which follows
+        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def shut_down(self) -> bool:
+        """True once the shutdown transition ran (from any state)."""
+        return self._shut_down
+
+    def _hold(self, why: str) -> None:
+        with self._control_lock:
+            self._active = False
+            last = self._safety.last_command
+            discarded = self._queue.clear()
+            if last is not None:
+                self._publish_command(last)
+        held = "no command was sent yet" if last is None else f"holding at {np.round(last, 3).tolist()}"
+        self.get_logger().info(f"{why}: stopped commanding motion, {held} ({discarded} queued actions discarded)")
+        self._publish_status()
+
+    def _destroy_entities(self) -> None:
+        for destroy, entity in self._entities:
+            destroy(entity)
+        self._entities = []
+
+    # ---- control tick -------------------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        with self._control_lock:
+            if not self._active:
+                return
+            with self._joint_lock:
+                measured = self._measured
+            if measured is None:
+                self._ticks_without_state += 1
+                self.get_logger().warning(
+                    f"waiting for joint states on {self._params['joint_state_topic']}", throttle_duration_sec=5.0
+                )
+                return
+            now = self._now()
+            result = self._queue.tick(now, measured)
+            command = self._safety.command(result.action, measured)
+            self._publish_command(command.positions)
+            if result.request is not None:
+                request = result.request
+                self._request_pub.publish(
+                    ChunkRequest(
+                        request_id=request.request_id,
+                        observation_tick=request.observation_tick,
+                        capture_stamp=seconds_to_time(request.capture_time),
+                        must_go=request.must_go,
+                    )
+                )
+        if self._params["status_rate"] <= 0:
+            self._publish_status()
+
+    def _publish_command(self, positions: np.ndarray) -> None:
+        values = [float(x) for x in positions]
+        if self._params["output"] == "position":
+            self._command_pub.publish(Float64MultiArray(data=values))
+        else:
+            point = JointTrajectoryPoint(positions=values, time_from_start=seconds_to_duration(self._period))
+            self._command_pub.publish(JointTrajectory(joint_names=list(self._safety.joint_names), points=[point]))
+
+    # ---- inputs -------------------------------------------------------------------------------------------------
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            measured = self._safety.order(msg.name, msg.position, "joint state")
+        except ValueError as error:
+            self.get_logger().warning(f"ignoring joint state: {error}", throttle_duration_sec=5.0)
+            return
+        with self._joint_lock:
+            self._measured = measured
+            self._measured_time = self._now()
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        now = self._now()
+        try:
+            data = chunk_from_msg(msg)
+            actions = self._safety.validate_chunk(data.joint_names, data.actions)
+        except ValueError as error:
+            self._chunks_invalid += 1
+            # The request got no usable answer: free its slot now rather than after the timeout.
+            self._queue.request_failed(msg.request_id, now)
+            self.get_logger().warning(f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
+            return
+        if len(actions) != self._params["chunk_size"]:
+            self.get_logger().warning(
+                f"chunks hold {len(actions)} actions but chunk_size is {self._params['chunk_size']}: "
+                "the threshold g is relative to chunk_size",
+                throttle_duration_sec=60.0,
+            )
+        outcome = self._queue.add_chunk(data.request_id, data.first_tick, actions, now)
+        if not outcome.accepted:
+            self.get_logger().info(f"chunk {msg.chunk_id} not used: {outcome.reason}")
+
+    def _on_policy_status(self, msg: PolicyStatus) -> None:
+        if not msg.ok and self._queue.request_failed(msg.request_id, self._now()):
+            self.get_logger().warning(
+                f"policy produced no chunk for request {msg.request_id}: {msg.reason}", throttle_duration_sec=2.0
+            )
+
+    # ---- status -------------------------------------------------------------------------------------------------
+
+    def _publish_status(self) -> None:
+        s = self._queue.status()
+        msg = ExecutorStatus(
+            active=self._active,
+            tick=s.tick,
+            control_period=s.control_period,
+            queue_length=s.queue_length,
+            chunk_size=s.chunk_size,
+            mode=s.mode,
+            threshold=s.threshold,
+            threshold_min=s.threshold_min,
+            idle_ticks=s.idle_ticks,
+            starvation_episodes=s.starvation_episodes,
+            requests_sent=s.requests_sent,
+            requests_skipped=s.requests_skipped,
+            chunks_received=s.chunks_received,
+            chunks_rejected=self._chunks_invalid + s.chunks_unmatched + s.chunks_superseded,
+            commands_clamped=self._safety.commands_clamped,
+            last_latency=s.last_latency,
+            latency_estimate=s.latency_estimate,
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        s = self._queue.status()
+        with self._joint_lock:
+            state_age = self._now() - self._measured_time
+        level, message = _diagnostic_level(self._active, s, state_age, self._params["joint_state_timeout"])
+        values = {
+            "joint_state_age": f"{state_age:.3f}",
+            "invalid_chunks": str(self._chunks_invalid),
+            "commands_clamped": str(self._safety.commands_clamped),
+            "commands_held": str(self._safety.commands_held),
+            "ticks_without_joint_state": str(self._ticks_without_state),
+            **{k: str(v) for k, v in vars(s).items()},
+        }
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: action queue",
+            message=message,
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+
+def _diagnostic_level(active: bool, s: QueueStatus, state_age: float, state_timeout: float) -> tuple[bytes, str]:
+    if not active:
+        return DiagnosticStatus.WARN, "inactive: holding, not commanding"
+    if state_age > state_timeout:
+        return DiagnosticStatus.ERROR, f"no joint state for {state_age:.1f} s"
+    if s.queue_length == 0 and s.idle_ticks:
+        return (
+            DiagnosticStatus.WARN,
+            f"starving: queue empty, holding (g = {s.threshold:.2f}, g_min = {s.threshold_min:.2f})",
+        )
+    return DiagnosticStatus.OK, f"running: queue {s.queue_length}/{s.chunk_size}, g = {s.threshold:.2f}"
+
+
+def main(args: list[str] | None = None) -> None:
+    # Own signal handling: on Ctrl-C / SIGTERM the context must stay up long enough to publish the hold command.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    node = ExecutorNode()
+    # One thread: every callback is short (a chunk merge takes well under a millisecond), so ticks are not
+    # delayed noticeably, and no callback can outlive the shutdown below. The locks keep the node correct in a
+    # multi-threaded executor too (e.g. when composed with other nodes).
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        # Stop the callbacks first, then hold and tear down from this thread alone.
+        executor.shutdown()
+        if not node.shut_down:
+            node.trigger_shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The executor node in its own process over real DDS; this test process plays the robot (joint states, command
+subscriber) and the policy (answers chunk requests)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from conftest import TEST_DIR
+from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus
+from smolvla_ros.chunk_messages import chunk_to_msg
+
+pytestmark = pytest.mark.ros
+
+CONFIG = TEST_DIR.parents[2] / "config" / "executor.yaml"
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+Q0 = np.array([0.1, -0.2, 0.3, 0.0, 0.5, 0.2])
+N = 20
+RATE = 30.0
+MAX_STEP = 0.05
+
+
+class RobotAndPolicy:
+    """Publishes a fixed joint state, records commands and status, answers chunk requests with `answer(request)`."""
+
+    def __init__(self, ros) -> None:
+        self.node = ros.node("executor_test_peer")
+        self.commands: list[tuple[float, np.ndarray]] = []
+        self.requests: list[ChunkRequest] = []
+        self.status: ExecutorStatus | None = None
+        self.answer = self.ramp_chunk
+        self.chunk_id = 0
+        self.state_pub = self.node.create_publisher(JointState, "/joint_states", 10)
+        self.chunk_pub = self.node.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
+        self.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", self.on_command, 10)
+        self.node.create_subscription(ChunkRequest, "/smolvla/chunk_request", self.on_request, 10)
+        self.node.create_subscription(ExecutorStatus, "/smolvla/executor_status", self.on_status, 10)
+        self.node.create_timer(0.02, self.publish_state)
+        self.lifecycle = self.node.create_client(ChangeState, "/smolvla_executor/change_state")
+
+    def publish_state(self) -> None:
+        self.state_pub.publish(JointState(name=JOINTS, position=Q0.tolist()))
+
+    def on_command(self, msg: Float64MultiArray) -> None:
+        self.commands.append((time.monotonic(), np.array(msg.data)))
+
+    def on_status(self, msg: ExecutorStatus) -> None:
+        self.status = msg
+
+    def on_request(self, msg: ChunkRequest) -> None:
+        self.requests.append(msg)
+        chunk = self.answer(msg)
+        if chunk is not None:
+            self.chunk_pub.publish(chunk)
+
+    def make_chunk(self, request: ChunkRequest, actions: np.ndarray, joints=JOINTS) -> ActionChunk:
+        self.chunk_id += 1
+        return chunk_to_msg(
+            actions,
+            joints,
+            request_id=request.request_id,
+            chunk_id=self.chunk_id,
+            first_tick=request.observation_tick + 1,
+            control_period=1.0 / RATE,
+            capture_stamp=request.capture_stamp,
+            inference_latency=0.0,
+            instruction="test",
+        )
+
+    def ramp_chunk(self, request: ChunkRequest) -> ActionChunk:
+        # The action for tick t moves the first joint by 0.002 rad per tick from Q0: every chunk agrees.
+        ticks = request.observation_tick + 1 + np.arange(N)
+        actions = np.tile(Q0, (N, 1))
+        actions[:, 0] += 0.002 * ticks
+        return self.make_chunk(request, actions)
+
+    def command_count(self) -> int:
+        return len(self.commands)
+
+
+def start_executor(processes, **overrides):
+    params = {"chunk_size": N, "control_rate": RATE, "max_step": MAX_STEP, "request_timeout": 1.0, **overrides}
+    argv = [sys.executable, "-m", "smolvla_ros.executor_node", "--ros-args", "--params-file", str(CONFIG)]
+    for name, value in params.items():
+        argv += ["-p", f"{name}:={value}"]
+    return processes.start("executor", argv)
+
+
+def test_commands_flow_at_rate_hold_when_policy_stalls_and_resume(ros, processes):
+    executor = start_executor(processes)
+    peer = RobotAndPolicy(ros)
+    ros.wait_for(lambda: peer.command_count() > 0, 30.0, "the first command")
+    np.testing.assert_allclose(peer.commands[0][1], Q0, atol=1e-12)  # first command = measured state
+
+    ros.wait_for(lambda: peer.command_count() > 15, 10.0, "commands to flow")
+    start = peer.command_count()
+    ros.spin_for(2.0)
+    rate = (peer.command_count() - start) / 2.0
+    assert 0.75 * RATE <= rate <= 1.1 * RATE
+    moving = np.array([c for _, c in peer.commands[-30:]])
+    assert np.all(np.diff(moving[:, 0]) > 0)  # the ramp is executed
+    np.testing.assert_allclose(np.diff(moving[:, 0]), 0.002, atol=1e-9)  # one action per tick, none skipped
+    np.testing.assert_allclose(moving[:, 1:], np.tile(Q0[1:], (30, 1)))
+    ids = [r.request_id for r in peer.requests]
+    assert ids == sorted(set(ids))
+
+    peer.answer = lambda request: None  # the policy stalls
+    ros.wait_for(lambda: peer.status is not None and peer.status.idle_ticks > 10, 10.0, "the executor to starve")
+    held_from = peer.command_count()
+    ros.spin_for(1.0)
+    held = np.array([c for _, c in peer.commands[held_from:]])
+    assert len(held) > 15
+    assert np.all(held == held[0])  # holds the last command
+    everything = np.array([c for _, c in peer.commands])
+    assert np.max(np.abs(np.diff(everything, axis=0))) <= MAX_STEP + 1e-9  # never a jump
+    assert peer.status.starvation_episodes >= 1 and peer.status.active
+
+    peer.answer = peer.ramp_chunk  # the policy comes back; the lost request has timed out after 1 s
+    resumed_from = peer.command_count()
+    ros.wait_for(
+        lambda: len({c[0] for _, c in peer.commands[resumed_from:]}) > 5, 10.0, "motion to resume after the stall"
+    )
+    assert processes.stop(executor) == 0
+
+
+def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros, processes):
+    executor = start_executor(processes, mode="sync")
+    peer = RobotAndPolicy(ros)
+
+    def nan_chunk(request):
+        actions = np.tile(Q0, (N, 1))
+        actions[3, 2] = np.nan
+        return peer.make_chunk(request, actions)
+
+    def wrong_length(request):
+        chunk = peer.make_chunk(request, np.tile(Q0, (N, 1)))
+        chunk.trajectory.points[4].positions = Q0[:5].tolist()
+        return chunk
+
+    def unknown_joints(request):
+        return peer.make_chunk(request, np.tile(Q0, (N, 1)), joints=[*JOINTS[:5], "jaw"])
+
+    def jump(request):
+        actions = np.tile(Q0, (N, 1))
+        actions[:, 0] += 0.5  # ten times the maximum step
+        return peer.make_chunk(request, actions)
+
+    answers = iter([nan_chunk, wrong_length, unknown_joints])
+    peer.answer = lambda request: next(answers, jump)(request)
+
+    ros.wait_for(lambda: peer.status is not None and peer.status.chunks_rejected >= 3, 30.0, "three rejections")
+    ros.wait_for(lambda: peer.status.commands_clamped >= 5, 10.0, "clamped commands")
+    assert executor.poll() is None
+    ros.wait_for(lambda: peer.commands[-1][1][0] > Q0[0] + 0.45, 10.0, "the arm to reach the target in steps")
+    first_joint = np.array([c[0] for _, c in peer.commands])
+    assert np.max(np.abs(np.diff(first_joint))) <= MAX_STEP + 1e-9
+    assert peer.status.chunks_received >= 1
+
+    assert peer.lifecycle.wait_for_service(timeout_sec=10.0)
+    response = ros.call(peer.lifecycle, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+    assert response.success
+    ros.wait_for(lambda: not peer.status.active, 5.0, "an inactive status")
+    stopped = peer.command_count()
+    ros.spin_for(0.7)
+    assert peer.command_count() == stopped  # no commands while inactive
+    held = peer.commands[-1][1]
+    np.testing.assert_allclose(held, peer.commands[-2][1])  # the hold repeats the last command
+
+    response = ros.call(peer.lifecycle, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)))
+    assert response.success
+    ros.wait_for(lambda: peer.command_count() > stopped, 5.0, "commands after re-activation")
+    np.testing.assert_allclose(peer.commands[stopped][1], Q0, atol=1e-12)  # starts again from the measured state
+    assert processes.stop(executor) == 0
+    assert "deactivated: stopped commanding motion, holding at" in processes.logs()
+
+
+def test_trajectory_output_for_a_joint_trajectory_controller(ros, processes):
+    executor = start_executor(processes, output="trajectory", mode="continuous")
+    peer = RobotAndPolicy(ros)
+    trajectories: list[JointTrajectory] = []
+    peer.node.create_subscription(
+        JointTrajectory, "/joint_trajectory_controller/joint_trajectory", trajectories.append, 10
+    )
+    ros.wait_for(lambda: len(trajectories) > 10, 30.0, "trajectory commands")
+    assert not peer.commands  # nothing on the position controller's topic
+    first, last = trajectories[0], trajectories[-1]
+    assert list(first.joint_names) == JOINTS and len(first.points) == 1
+    np.testing.assert_allclose(first.points[0].positions, Q0, atol=1e-12)
+    assert first.points[0].time_from_start.nanosec == pytest.approx(1e9 / RATE, abs=1)
+    assert last.points[0].positions[0] > Q0[0]  # the ramp chunks are executed
+    assert processes.stop(executor) == 0
