@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -111,3 +112,30 @@ def compressed_to_rgb(data: bytes | bytearray | memoryview, *, max_pixels: int =
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageConversionError(f"cannot decode compressed image: {error}") from error
     return rgb
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """A raw camera frame as sensor_msgs/Image carries it (data may be the message's own buffer: no copy)."""
+
+    encoding: str
+    height: int
+    width: int
+    step: int
+    data: bytes | bytearray | memoryview | np.ndarray
+
+    def to_rgb(self, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """See raw_to_rgb."""
+        return raw_to_rgb(self.encoding, self.height, self.width, self.step, self.data, max_pixels=max_pixels)
+
+
+@dataclass(frozen=True)
+class CompressedImage:
+    """A compressed camera frame as sensor_msgs/CompressedImage carries it."""
+
+    format: str
+    data: bytes | bytearray | memoryview | np.ndarray
+
+    def to_rgb(self, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """See compressed_to_rgb."""
+        return compressed_to_rgb(self.data, max_pixels=max_pixels)
