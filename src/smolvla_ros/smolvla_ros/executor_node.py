@@ -202,32 +202,32 @@ class ExecutorNode(LifecycleNode):
 
     def _on_tick(self) -> None:
         with self._control_lock:
-            if not self._active:
-                return
-            with self._joint_lock:
-                measured = self._measured
-            if measured is None:
-                self._ticks_without_state += 1
-                self.get_logger().warning(
-                    f"waiting for joint states on {self._params['joint_state_topic']}", throttle_duration_sec=5.0
-                )
-                return
-            now = self._now()
-            result = self._queue.tick(now, measured)
-            command = self._safety.command(result.action, measured)
-            self._publish_command(command.positions)
-            if result.request is not None:
-                request = result.request
-                self._request_pub.publish(
-                    ChunkRequest(
-                        request_id=request.request_id,
-                        observation_tick=request.observation_tick,
-                        capture_stamp=seconds_to_time(request.capture_time),
-                        must_go=request.must_go,
-                    )
-                )
-        if self._params["status_rate"] <= 0:
+            if self._active:
+                self._control_step()
+        if self._params["status_rate"] <= 0:  # status every tick, also while inactive
             self._publish_status()
+
+    def _control_step(self) -> None:
+        with self._joint_lock:
+            measured = self._measured
+        if measured is None:
+            self._ticks_without_state += 1
+            topic = self._params["joint_state_topic"]
+            self.get_logger().warning(f"waiting for joint states on {topic}", throttle_duration_sec=5.0)
+            return
+        result = self._queue.tick(self._now(), measured)
+        command = self._safety.command(result.action, measured)
+        self._publish_command(command.positions)
+        if result.request is not None:
+            request = result.request
+            self._request_pub.publish(
+                ChunkRequest(
+                    request_id=request.request_id,
+                    observation_tick=request.observation_tick,
+                    capture_stamp=seconds_to_time(request.capture_time),
+                    must_go=request.must_go,
+                )
+            )
 
     def _publish_command(self, positions: np.ndarray) -> None:
         values = [float(x) for x in positions]
@@ -349,8 +349,8 @@ def main(args: list[str] | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = ExecutorNode()
-    # One thread: every callback is short (a chunk merge takes well under a millisecond), so ticks are not
-    # delayed noticeably, and no callback can outlive the shutdown below. The locks keep the node correct in a
+    # One thread: every callback is short, and no callback can outlive the shutdown below (the multi-threaded
+    # executor leaves submitted callbacks running after it stops). The locks keep the node correct in a
     # multi-threaded executor too (e.g. when composed with other nodes).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
