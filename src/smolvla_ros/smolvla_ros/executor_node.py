@@ -260,6 +260,12 @@ class ExecutorNode(LifecycleNode):
             self._queue.request_failed(msg.request_id, now)
             self.get_logger().warning(f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
             return
+        if abs(data.control_period - self._period) > 1e-4:
+            self.get_logger().warning(
+                f"chunks are spaced {data.control_period:.4f} s apart but the control period is {self._period:.4f} s: "
+                "they are played at the executor's rate",
+                throttle_duration_sec=60.0,
+            )
         if len(actions) != self._params["chunk_size"]:
             self.get_logger().warning(
                 f"chunks hold {len(actions)} actions but chunk_size is {self._params['chunk_size']}: "

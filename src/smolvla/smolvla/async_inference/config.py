@@ -24,7 +24,7 @@ class QueueConfig:
     auto_margin: relative margin of the automatic g over the latency bound (0.2 = 20 % more queue than needed).
     aggregation: how overlapping actions of a new chunk and the queue are combined, one of AGGREGATIONS.
     similarity_epsilon: skip a (non must-go) request when the normalised joint state moved less than this since the
-        last observation sent; 0 disables the filter.
+        last observation whose chunk was used; 0 disables the filter.
     max_in_flight: requests sent and not yet answered, at most.
     request_timeout: seconds after which an unanswered request stops counting as in flight (a lost request never
         stalls the robot; a late chunk for it is still used if it is not older than what the queue holds).

@@ -107,6 +107,7 @@ class QueueStatus:
 class _Pending:
     observation_tick: int
     sent_time: float
+    joint_state: np.ndarray
 
 
 class AsyncActionQueue:
@@ -181,8 +182,7 @@ class AsyncActionQueue:
             return None, True
         request = RequestSpec(self._next_request_id, tick, now, must_go)
         self._next_request_id += 1
-        self._similarity.mark_sent(state)
-        pending = _Pending(tick, now)
+        pending = _Pending(tick, now, state.copy())
         self._in_flight[request.request_id] = pending
         self._remembered[request.request_id] = pending
         while len(self._remembered) > _REMEMBERED_REQUESTS:
@@ -236,6 +236,9 @@ class AsyncActionQueue:
                     latency,
                 )
             self._newest_observation_tick = pending.observation_tick
+            # The filter compares with observations that produced a chunk: after a failed or lost request the
+            # next one is not skipped for resembling an observation the policy never answered.
+            self._similarity.remember(pending.joint_state)
             self._counters["chunks_received"] += 1
             self._counters["actions_received"] += actions.shape[0]
             late = min(max(0, self._tick - first_tick), actions.shape[0])

@@ -1,4 +1,4 @@
-"""Similarity filter: skip a chunk request when the arm has hardly moved since the last observation sent."""
+"""Similarity filter: skip a chunk request when the arm has hardly moved since the last observation processed."""
 
 from __future__ import annotations
 
@@ -24,22 +24,22 @@ class SimilarityFilter:
             raise ValueError(f"similarity epsilon must be >= 0, got {epsilon!r}")
         self.scales = scales
         self.epsilon = float(epsilon)
-        self._last_sent: np.ndarray | None = None
+        self._last: np.ndarray | None = None
 
     def distance(self, state: np.ndarray) -> float | None:
-        """Normalised distance from the last observation sent, None when nothing was sent yet."""
-        if self._last_sent is None:
+        """Normalised distance from the remembered observation, None when there is none yet."""
+        if self._last is None:
             return None
-        return float(np.linalg.norm((np.asarray(state, dtype=np.float64) - self._last_sent) / self.scales))
+        return float(np.linalg.norm((np.asarray(state, dtype=np.float64) - self._last) / self.scales))
 
     def is_similar(self, state: np.ndarray) -> bool:
-        """True when `state` is within epsilon of the last observation sent (never before the first one)."""
+        """True when `state` is within epsilon of the remembered observation (never before the first one)."""
         distance = self.distance(state)
         return distance is not None and distance < self.epsilon
 
-    def mark_sent(self, state: np.ndarray) -> None:
-        """Remember the joint state of an observation that was sent."""
-        self._last_sent = np.array(state, dtype=np.float64)
+    def remember(self, state: np.ndarray) -> None:
+        """Remember the joint state of an observation the policy processed (its chunk was used)."""
+        self._last = np.array(state, dtype=np.float64)
 
     def clear(self) -> None:
-        self._last_sent = None
+        self._last = None

@@ -107,6 +107,23 @@ def test_similarity_filter_skips_only_requests_that_are_not_must_go():
     assert queue.tick(1.1, np.array([0.2, 0.0])).request is not None
 
 
+def test_similarity_compares_with_the_last_answered_observation_not_a_failed_one():
+    queue = AsyncActionQueue(
+        QueueConfig(chunk_size=10, control_period=DT, threshold=1.0, similarity_epsilon=0.05, failure_backoff=0.0),
+        [1.0],
+    )
+    request = queue.tick(0.0, np.zeros(1)).request
+    queue.add_chunk(request.request_id, 1, np.zeros((10, 1)), now=0.0)
+    moved = np.array([0.5])
+    failed = queue.tick(0.1, moved).request
+    assert failed is not None and not failed.must_go
+    queue.request_failed(failed.request_id, now=0.1)
+    retry = queue.tick(0.2, moved)
+    assert retry.request is not None  # the failed observation at the same state does not count as processed
+    queue.add_chunk(retry.request.request_id, 3, np.zeros((10, 1)), now=0.2)
+    assert queue.tick(0.3, moved).request_skipped  # now it was answered: the same state is filtered
+
+
 def test_overlap_is_aggregated_and_the_tail_beyond_a_short_chunk_is_kept():
     queue = make_queue(threshold=1.0, aggregation="weighted_average")
     request = queue.tick(0.0, STILL).request
