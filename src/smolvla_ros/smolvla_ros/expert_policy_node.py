@@ -1,0 +1,195 @@
+"""Node expert_policy: the scripted pick-and-place expert (smolvla.sim.expert) behind the policy's chunk interface.
+
+Answers /smolvla/chunk_request with /smolvla/action_chunk and /smolvla/policy_status exactly like the policy node,
+through the same RequestWorker (one computation in flight, newest pending request wins). The observation is the
+latest /joint_states and /so101_sim/scene sample stamped at or before the request's capture time. `latency` adds an
+artificial delay so that the expert's answers take as long as the model's: the chunk is published `latency`
+seconds after the request arrived (or as soon as computed, when that takes longer).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseArray
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+
+from smolvla.instruction import check_instruction
+from smolvla.observation import SampleHistory, order_joint_positions, select_samples
+from smolvla.request_worker import Dropped, RequestWorker
+from smolvla.sim.expert import ExpertObservation, ExpertParams, PickPlaceExpert
+from smolvla.sim.scene import JOINT_NAMES, SceneOptions, build_model
+from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
+from smolvla_msgs.srv import SetInstruction
+from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+
+_DEFAULTS: dict[str, object] = {
+    "control_rate": 30.0,
+    "chunk_size": 50,
+    # Seconds from request to published chunk (0: as fast as the expert computes, a few milliseconds).
+    "latency": 0.0,
+    # Plan for the actions the executor drops on arrival (ticks that passed during the latency).
+    "latency_compensation": True,
+    "instruction": "pick up the cube and place it on the green target",
+    "max_sample_age": 0.25,
+}
+
+
+class ObservationUnavailableError(RuntimeError):
+    """No usable joint state or scene sample for the capture time."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    request: ChunkRequest
+    received: float
+
+
+class ExpertPolicyNode(Node):
+    """Thin ROS wiring around PickPlaceExpert (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("expert_policy")
+        for name, default in _DEFAULTS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in _DEFAULTS}
+        p["latency"] = float(p["latency"])
+        if not (p["control_rate"] > 0 and int(p["chunk_size"]) >= 1 and p["latency"] >= 0):
+            raise ValueError("control_rate must be positive, chunk_size >= 1, latency >= 0")
+        checked = check_instruction(p["instruction"])
+        if not checked.accepted:
+            raise ValueError(f"instruction parameter: {checked.message}")
+        self._p = p
+        self._instruction = checked.instruction
+        self._dt = 1.0 / float(p["control_rate"])
+        self._expert = PickPlaceExpert(
+            build_model(SceneOptions(visual_cell_size=0.0)), ExpertParams(control_period=self._dt)
+        )
+        self._chunk_id = 0
+        self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", capacity=64)
+        self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray]] = SampleHistory("/so101_sim/scene", capacity=64)
+
+        self._chunk_pub = self.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
+        self._status_pub = self.create_publisher(PolicyStatus, "/smolvla/policy_status", 10)
+        self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(PoseArray, "/so101_sim/scene", self._on_scene, 10)
+        self.create_subscription(ChunkRequest, "/smolvla/chunk_request", self._on_request, 10)
+        self.create_service(SetInstruction, "/smolvla/set_instruction", self._on_set_instruction)
+        self._worker: RequestWorker[_Job, np.ndarray] = RequestWorker(
+            self._compute,
+            on_result=self._on_result,
+            on_failure=self._on_failure,
+            on_dropped=self._on_dropped,
+            name="expert",
+        )
+        self.get_logger().info(
+            f"scripted expert ready (not a learned policy): n = {p['chunk_size']}, dt = {self._dt:.4f} s, "
+            f"artificial latency {p['latency']:.3f} s"
+        )
+
+    # --- inputs -------------------------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            positions = order_joint_positions(msg.name, msg.position, JOINT_NAMES)
+        except ValueError as error:
+            self.get_logger().warning(f"joint state ignored: {error}", throttle_duration_sec=5.0)
+            return
+        self._states.add(time_to_seconds(msg.header.stamp), positions)
+
+    def _on_scene(self, msg: PoseArray) -> None:
+        if len(msg.poses) != 2:
+            self.get_logger().warning("scene ignored: expected 2 poses (cube, target)", throttle_duration_sec=5.0)
+            return
+        cube, target = (np.array([q.position.x, q.position.y, q.position.z]) for q in msg.poses)
+        self._scenes.add(time_to_seconds(msg.header.stamp), (cube, target))
+
+    def _on_request(self, msg: ChunkRequest) -> None:
+        self._worker.submit(_Job(msg, time.monotonic()))
+
+    def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
+        checked = check_instruction(request.instruction)
+        response.accepted = checked.accepted
+        response.message = checked.message
+        if checked.accepted:
+            # The scripted expert does one task whatever the words; the instruction is echoed in its chunks.
+            self._instruction = checked.instruction
+        return response
+
+    # --- computation (worker thread) ----------------------------------------------------------------------
+    def _compute(self, job: _Job) -> np.ndarray:
+        request = job.request
+        selection = select_samples(
+            [self._states, self._scenes], time_to_seconds(request.capture_stamp), self._p["max_sample_age"]
+        )
+        if not selection.ok:
+            raise ObservationUnavailableError(selection.describe())
+        cube, target = selection.samples["/so101_sim/scene"].value
+        obs = ExpertObservation(selection.samples["/joint_states"].value, cube, target)
+        latency = self._p["latency"]
+        delay = math.ceil(latency / self._dt) if self._p["latency_compensation"] else 0
+        actions = self._expert.chunk(obs, int(self._p["chunk_size"]), int(request.observation_tick), delay)
+        remaining = job.received + latency - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+        return actions
+
+    def _on_result(self, job: _Job, actions: np.ndarray, seconds: float) -> None:
+        request = job.request
+        self._chunk_id += 1
+        self._chunk_pub.publish(
+            chunk_to_msg(
+                actions,
+                JOINT_NAMES,
+                request_id=request.request_id,
+                chunk_id=self._chunk_id,
+                first_tick=request.observation_tick + 1,
+                control_period=self._dt,
+                capture_stamp=request.capture_stamp,
+                inference_latency=seconds,
+                instruction=self._instruction,
+            )
+        )
+        self._publish_status(request.request_id, True, "", seconds)
+
+    def _on_failure(self, job: _Job, error: Exception, seconds: float) -> None:
+        self._publish_status(job.request.request_id, False, f"no chunk: {error}", 0.0)
+
+    def _on_dropped(self, dropped: Dropped[_Job]) -> None:
+        self._publish_status(dropped.request.request.request_id, False, dropped.describe(), 0.0)
+
+    def _publish_status(self, request_id: int, ok: bool, reason: str, latency: float) -> None:
+        status = PolicyStatus(request_id=request_id, ok=ok, reason=reason, inference_latency=latency)
+        status.header.stamp = seconds_to_time(time.time())
+        status.instruction = self._instruction
+        self._status_pub.publish(status)
+
+    def close(self) -> None:
+        """Stop the worker (a computation in progress is finished or abandoned after a timeout)."""
+        self._worker.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of `expert_policy_node`."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ExpertPolicyNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
