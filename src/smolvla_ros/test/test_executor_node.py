@@ -197,3 +197,18 @@ def test_trajectory_output_for_a_joint_trajectory_controller(ros, processes):
     assert first.points[0].time_from_start.nanosec == pytest.approx(1e9 / RATE, abs=1)
     assert last.points[0].positions[0] > Q0[0]  # the ramp chunks are executed
     assert processes.stop(executor) == 0
+
+
+def test_without_autostart_it_waits_for_the_lifecycle_transitions(ros, processes):
+    executor = start_executor(processes, autostart="false")
+    peer = RobotAndPolicy(ros)
+    assert peer.lifecycle.wait_for_service(timeout_sec=30.0)
+    ros.spin_for(1.0)
+    assert not peer.commands and not peer.requests  # unconfigured: silent
+
+    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        assert ros.call(peer.lifecycle, ChangeState.Request(transition=Transition(id=transition))).success
+    ros.wait_for(lambda: peer.command_count() > 5, 10.0, "commands after activation")
+    np.testing.assert_allclose(peer.commands[0][1], Q0, atol=1e-12)
+    assert processes.stop(executor) == 0
+    assert "shutting down: stopped commanding motion, holding at" in processes.logs()
