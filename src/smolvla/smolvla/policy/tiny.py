@@ -118,6 +118,12 @@ def make_tiny_checkpoint(
         action_std=torch.rand(action_dim, generator=gen) + 0.5,
     )
     policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), normalizer, seed=seed)
+    # Variance-preserving weights (std 1/sqrt(fan_in)) instead of the real model's 0.02: at these widths the small
+    # init would make every output nearly the input noise, and tests could not see what the network does.
+    with torch.no_grad():
+        for module in policy.model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, module.in_features**-0.5, generator=gen)
     bb = config.backbone
     lm_head = torch.randn(bb.vocab_size, bb.text_hidden_size, generator=gen) * 0.02
     # The published file also carries the VLM's (unused) language-model head: write one like it.
