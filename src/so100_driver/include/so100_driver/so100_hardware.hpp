@@ -1,0 +1,52 @@
+// ros2_control SystemInterface for the SO-100 arm: thin wiring around So100Arm.
+// Written for ros2_control 4.x as released for ROS 2 Jazzy (API of 4.18 and later: interfaces
+// exported by the framework from the URDF, set_state()/get_command() by name); checked against the
+// 4.26.0 and 4.46.0 headers.
+#ifndef SO100_DRIVER__SO100_HARDWARE_HPP_
+#define SO100_DRIVER__SO100_HARDWARE_HPP_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hardware_interface/hardware_info.hpp"
+#include "hardware_interface/system_interface.hpp"
+#include "hardware_interface/types/hardware_interface_return_values.hpp"
+#include "rclcpp/duration.hpp"
+#include "rclcpp/time.hpp"
+#include "rclcpp_lifecycle/state.hpp"
+#include "so100_driver/so100_arm.hpp"
+
+namespace so100_driver
+{
+
+/// Plugin `so100_driver/So100Hardware`. Lifecycle: configure opens the bus, pings and checks every
+/// servo and writes calibration and gripper limits; activate seeds the commands with the present
+/// positions and enables torque; deactivate disables it. read()/write() are one SYNC_READ and one
+/// SYNC_WRITE; after max_consecutive_failures failed cycles they return ERROR.
+class So100Hardware : public hardware_interface::SystemInterface
+{
+public:
+  hardware_interface::CallbackReturn on_init(const hardware_interface::HardwareInfo & info) override;
+  hardware_interface::CallbackReturn on_configure(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::CallbackReturn on_cleanup(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::CallbackReturn on_activate(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::CallbackReturn on_deactivate(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::CallbackReturn on_shutdown(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::CallbackReturn on_error(const rclcpp_lifecycle::State & previous_state) override;
+  hardware_interface::return_type read(const rclcpp::Time & time, const rclcpp::Duration & period) override;
+  hardware_interface::return_type write(const rclcpp::Time & time, const rclcpp::Duration & period) override;
+
+private:
+  void publish_states();
+  void release();
+
+  std::unique_ptr<So100Arm> arm_;
+  // Per joint, the state interfaces the URDF declares (full names and short names).
+  std::vector<std::vector<std::pair<std::string, std::string>>> state_interfaces_;
+  std::vector<std::string> command_interfaces_;
+};
+
+}  // namespace so100_driver
+
+#endif  // SO100_DRIVER__SO100_HARDWARE_HPP_
