@@ -1,0 +1,177 @@
+"""Drive episodes on a running simulated graph (so101_sim + policy side + executor): the demo, the evaluation and
+the closed-loop test share this.
+
+SimSession is an in-process rclpy node spun on a background thread. It restarts episodes cleanly (executor
+deactivated, which clears its queue and holds the arm; simulated arm reset to a seeded scene; executor activated
+again, starting from the measured joint state), records placements (rising edges of /so101_sim/task_success), the
+executor's queue length and latency, and optionally camera frames.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+
+from smolvla.images import raw_to_rgb
+from smolvla_msgs.msg import ExecutorStatus
+from smolvla_msgs.srv import SetInstruction
+
+CAMERA_TOPICS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
+
+
+@dataclass(frozen=True)
+class StatusSample:
+    """One ExecutorStatus, reduced: receive time (s, monotonic), queue length, last latency, idle ticks."""
+
+    time: float
+    queue_length: int
+    last_latency: float
+    idle_ticks: int
+
+
+class SimSession:
+    """See the module docstring. Use as a context manager; all waits raise TimeoutError with a reason."""
+
+    def __init__(self, *, record_images_every: float = 0.0, domain_context: Context | None = None) -> None:
+        self._own_context = domain_context is None
+        self._context = domain_context or Context()
+        if self._own_context:
+            rclpy.init(context=self._context)
+        self.node = rclpy.create_node("sim_session", context=self._context)
+        self._lock = threading.Lock()
+        self._success = False
+        self.placements: list[float] = []
+        self.status: list[StatusSample] = []
+        self.frames: dict[str, list[tuple[float, np.ndarray]]] = {topic: [] for topic in CAMERA_TOPICS}
+        self._image_interval = record_images_every
+        self._last_frame: dict[str, float] = {}
+        self.node.create_subscription(Bool, "/so101_sim/task_success", self._on_success, 10)
+        self.node.create_subscription(ExecutorStatus, "/smolvla/executor_status", self._on_status, 10)
+        if record_images_every > 0:
+            for topic in CAMERA_TOPICS:
+                self.node.create_subscription(
+                    Image, topic, lambda msg, t=topic: self._on_image(t, msg), qos_profile_sensor_data
+                )
+        self._reset = self.node.create_client(Trigger, "/so101_sim/reset")
+        self._lifecycle = self.node.create_client(ChangeState, "/smolvla_executor/change_state")
+        self._instruction = self.node.create_client(SetInstruction, "/smolvla/set_instruction")
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, name="sim-session", daemon=True)
+        self._thread.start()
+
+    # --- subscriptions ------------------------------------------------------------------------------------
+    def _on_success(self, msg: Bool) -> None:
+        with self._lock:
+            if msg.data and not self._success:
+                self.placements.append(time.monotonic())
+            self._success = msg.data
+
+    def _on_status(self, msg: ExecutorStatus) -> None:
+        with self._lock:
+            self.status.append(StatusSample(time.monotonic(), msg.queue_length, msg.last_latency, msg.idle_ticks))
+
+    def _on_image(self, topic: str, msg: Image) -> None:
+        now = time.monotonic()
+        if now - self._last_frame.get(topic, -1e9) < self._image_interval:
+            return
+        self._last_frame[topic] = now
+        image = raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        with self._lock:
+            self.frames[topic].append((now, image))
+
+    # --- calls --------------------------------------------------------------------------------------------
+    def _call(self, client, request, timeout: float):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available after {timeout:.0f} s")
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.0f} s")
+            time.sleep(0.01)
+        return future.result()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the arm, the executor and the policy side offer their services and the executor reports."""
+        deadline = time.monotonic() + timeout
+        for client in (self._reset, self._lifecycle, self._instruction):
+            if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
+                raise TimeoutError(f"service {client.srv_name} not available after {timeout:.0f} s")
+        while not self.status:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no /smolvla/executor_status received")
+            time.sleep(0.05)
+
+    def set_instruction(self, text: str, timeout: float = 10.0) -> str:
+        """Send the instruction to the policy side; returns its confirmation, raises ValueError when refused."""
+        response = self._call(self._instruction, SetInstruction.Request(instruction=text), timeout)
+        if not response.accepted:
+            raise ValueError(f"instruction refused: {response.message}")
+        return response.message
+
+    def _transition(self, transition_id: int, timeout: float) -> None:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        if not self._call(self._lifecycle, request, timeout).success:
+            raise RuntimeError(f"executor refused lifecycle transition {transition_id}")
+
+    def start_episode(self, timeout: float = 10.0) -> tuple[float, str]:
+        """Hold the executor, reset the arm to the next seeded scene, resume; returns (start time, scene text)."""
+        self._transition(Transition.TRANSITION_DEACTIVATE, timeout)
+        response = self._call(self._reset, Trigger.Request(), timeout)
+        with self._lock:
+            self._success = False
+        self._transition(Transition.TRANSITION_ACTIVATE, timeout)
+        return time.monotonic(), response.message
+
+    def status_snapshot(self) -> list[StatusSample]:
+        """A copy of the executor status samples received so far."""
+        with self._lock:
+            return list(self.status)
+
+    def frames_snapshot(self) -> dict[str, list[tuple[float, np.ndarray]]]:
+        """A copy of the recorded camera frames per topic: (receive time, RGB image)."""
+        with self._lock:
+            return {topic: list(frames) for topic, frames in self.frames.items()}
+
+    def placements_since(self, start: float) -> list[float]:
+        """Placement times in seconds after start."""
+        with self._lock:
+            return [t - start for t in self.placements if t >= start]
+
+    def wait_placement(self, start: float, timeout: float) -> float | None:
+        """Seconds from start to the first placement after it, or None after timeout seconds."""
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            done = self.placements_since(start)
+            if done:
+                return done[0]
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        """Stop spinning and release the node (and the context when this session created it)."""
+        self._executor.shutdown()
+        self._thread.join(timeout=5.0)
+        self.node.destroy_node()
+        if self._own_context and self._context.ok():
+            rclpy.shutdown(context=self._context)
+
+    def __enter__(self) -> SimSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
