@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smolvla.async_inference.aggregation import AGGREGATIONS
 from smolvla.async_inference.config import QueueConfig
 from smolvla.async_inference.core import AsyncActionQueue
 from smolvla.async_inference.latency import threshold_bound
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=50, help="actions per chunk n (50)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds per run (120)")
-    parser.add_argument("--aggregation", default="weighted_average")
+    parser.add_argument("--aggregation", default="weighted_average", choices=sorted(AGGREGATIONS))
     parser.add_argument("--epsilon", type=float, default=0.01, help="similarity filter epsilon (normalised)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=Path("queue_sim.png"), help="PNG to write ('' for none)")
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.latency <= 0 or args.latency_cv < 0 or args.duration <= 0 or any(r <= 0 for r in args.rate):
         parser.error("latency, duration and rates must be > 0, latency-cv >= 0")
+    if args.chunk_size < 1 or args.epsilon < 0:
+        parser.error("chunk-size must be >= 1 and epsilon >= 0")
     if any(not 0 <= g <= 1 for g in args.thresholds):
         parser.error("thresholds must be in [0, 1]")
 
