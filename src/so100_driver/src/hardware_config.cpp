@@ -1,6 +1,7 @@
 #include "so100_driver/hardware_config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <limits>

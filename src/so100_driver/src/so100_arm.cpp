@@ -98,8 +98,7 @@ void So100Arm::configure()
   if (bus_) {
     return;
   }
-  auto bus = std::make_unique<StsBus>(std::make_unique<SerialPort>(config_.port, config_.baud), config_.bus);
-  bus_ = std::move(bus);
+  bus_ = std::make_unique<StsBus>(std::make_unique<SerialPort>(config_.port, config_.baud), config_.bus);
   try {
     for (const auto & joint : config_.joints) {
       const auto id = static_cast<std::uint8_t>(joint.id);

@@ -130,7 +130,7 @@ TEST_F(ArmTest, ConfigureRejectsAServoThatIsNotAnSts3215)
 TEST_F(ArmTest, ConfigureNamesTheMissingJoint)
 {
   emulator.set_faults(5, {true});
-  sd::So100Arm arm(config(30ms, 1));
+  sd::So100Arm arm(config(100ms, 1));
   const std::string error = error_of([&] {arm.configure();});
   EXPECT_NE(error.find("joint 'wrist_roll': servo 5: no reply to PING"), std::string::npos) << error;
 }
