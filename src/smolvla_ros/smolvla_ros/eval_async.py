@@ -1,0 +1,124 @@
+"""`smolvla_eval_async` (make eval-async): the paper's Figure-5 experiment on the simulated SO-101.
+
+For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) the whole graph is started through
+smolvla_ros.launcher with the scripted expert as the policy side, answering with an artificial latency (default
+1.5 s, about SmolVLA's chunk latency on this 2-core CPU). Each seed is a run: the arm starts at home in the seeded
+scene, a new cube and target appear one second after every placement, and the run lasts --duration seconds. Reported
+per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
+placement) and cubes placed in 60 s. The last line is one JSON object with everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from smolvla.sim.evaluation import RunResult, summarize
+from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
+from smolvla_ros.sim_session import SimSession
+
+MODES = {"sync": 0.0, "async": None, "continuous": 1.0}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smolvla_eval_async", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency", type=float, default=1.5, help="policy latency in seconds (expert delay)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="g of the async mode")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per mode (seeds 0 .. seeds-1)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
+    parser.add_argument("--success-limit", type=float, default=30.0, help="first cube within this many seconds")
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
+    parser.add_argument("--cameras", action="store_true", help="render the cameras (the expert does not use them)")
+    parser.add_argument("--log", type=Path, default=Path("outputs/eval_async_nodes.log"))
+    return parser
+
+
+def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
+    g = MODES[mode] if MODES[mode] is not None else args.threshold
+    options = GraphOptions(
+        sim=True,
+        policy="expert",
+        mode="async",
+        g=g,
+        extra={
+            "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras else {"camera_rate": 0.0})},
+            "policy": {"latency": args.latency},
+        },
+    )
+    results = []
+    with Launcher(graph_nodes(options), output=log) as launcher, SimSession() as session:
+        session.wait_ready(timeout=120.0)
+        for seed in range(args.seeds):
+            start, scene = session.start_episode()
+            idle_before = session.status_snapshot()[-1].idle_ticks
+            time.sleep(args.duration)
+            placed = tuple(t for t in session.placements_since(start) if t <= args.duration)
+            idle = session.status_snapshot()[-1].idle_ticks - idle_before
+            results.append(RunResult(mode, seed, args.duration, placed))
+            first = f"{placed[0]:.1f} s" if placed else "none"
+            print(
+                f"{mode:>10} (g = {g:.2f}) seed {seed}: {len(placed)} cubes, first at {first}, "
+                f"{idle} idle ticks; {scene}",
+                flush=True,
+            )
+            if not launcher.running():
+                raise RuntimeError(f"a node exited during the {mode} run; see {args.log}")
+    return results
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run every mode and seed; print the table; return the JSON summary."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    load_before = os.getloadavg()
+    print(
+        f"policy side: scripted expert with {args.latency:.2f} s artificial latency (stands in for SmolVLA), "
+        f"{args.seeds} seeds x {args.duration:.0f} s per mode; load average {load_before[0]:.2f}",
+        flush=True,
+    )
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    with open(args.log, "w") as log:
+        for mode in args.modes:
+            results += _run_mode(args, mode, log)
+    summaries = summarize(results, args.success_limit)
+    load_after = os.getloadavg()
+    print("\n| mode | g | success | completion time (s) | cubes in 60 s |\n|---|---|---|---|---|")
+    for s in summaries:
+        g = MODES[s.mode] if MODES[s.mode] is not None else args.threshold
+        time_text = "-" if math.isnan(s.completion_time) else f"{s.completion_time:.1f}"
+        print(f"| {s.mode} | {g:.2f} | {s.success_rate:.0%} | {time_text} | {s.cubes_in_60s:.1f} |")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
+    return {
+        "latency": args.latency,
+        "threshold": args.threshold,
+        "seeds": args.seeds,
+        "duration": args.duration,
+        "success_limit": args.success_limit,
+        "load_before": round(load_before[0], 2),
+        "load_after": round(load_after[0], 2),
+        "modes": {
+            s.mode: {
+                "success_rate": s.success_rate,
+                "completion_time": None if math.isnan(s.completion_time) else round(s.completion_time, 2),
+                "cubes_in_60s": s.cubes_in_60s,
+            }
+            for s in summaries
+        },
+        "runs": [
+            {"mode": r.mode, "seed": r.seed, "placements": [round(t, 2) for t in r.placement_times]} for r in results
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `smolvla_eval_async`."""
+    print(json.dumps(run(_parser().parse_args(argv))), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
