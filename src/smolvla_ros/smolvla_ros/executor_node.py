@@ -56,6 +56,7 @@ PARAMETERS: dict[str, object] = {
     "max_in_flight": 1,
     "request_timeout": 10.0,
     "failure_backoff": 0.2,
+    "tick_clock": "wall",
     "output": "position",
     "joint_state_topic": "/joint_states",
     "command_topic": "/forward_position_controller/commands",
@@ -114,6 +115,7 @@ class ExecutorNode(LifecycleNode):
                 max_in_flight=p["max_in_flight"],
                 request_timeout=p["request_timeout"],
                 failure_backoff=p["failure_backoff"],
+                tick_clock=p["tick_clock"],
             )
             self._queue = AsyncActionQueue(config, self._safety.ranges)
         except (ValueError, TypeError) as error:

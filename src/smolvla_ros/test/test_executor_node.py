@@ -94,8 +94,9 @@ def start_executor(processes, **overrides):
     return processes.start("executor", argv)
 
 
-def test_commands_flow_at_rate_hold_when_policy_stalls_and_resume(ros, processes):
-    executor = start_executor(processes)
+@pytest.mark.parametrize("tick_clock", ["wall", "action"])
+def test_commands_flow_at_rate_hold_when_policy_stalls_and_resume(ros, processes, tick_clock):
+    executor = start_executor(processes, tick_clock=tick_clock)
     peer = RobotAndPolicy(ros)
     ros.wait_for(lambda: peer.command_count() > 0, 30.0, "the first command")
     np.testing.assert_allclose(peer.commands[0][1], Q0, atol=1e-12)  # first command = measured state
@@ -128,6 +129,13 @@ def test_commands_flow_at_rate_hold_when_policy_stalls_and_resume(ros, processes
     ros.wait_for(
         lambda: len({c[0] for _, c in peer.commands[resumed_from:]}) > 5, 10.0, "motion to resume after the stall"
     )
+    steps = np.diff([c[0] for _, c in peer.commands[resumed_from - 1 :]])
+    if tick_clock == "action":  # the ramp continues where it stopped
+        assert np.max(steps) == pytest.approx(0.002, abs=1e-9)
+        assert peer.status.commands_clamped == 0
+    else:  # the held ticks used up their actions: the arm catches up at the maximum step
+        assert np.max(steps) == pytest.approx(MAX_STEP, abs=1e-9)
+        ros.wait_for(lambda: peer.status.commands_clamped > 0, 5.0, "the catch-up to be counted as clamped")
     assert processes.stop(executor) == 0
 
 

@@ -12,6 +12,10 @@ from smolvla.async_inference.aggregation import AGGREGATIONS
 #: auto: g follows the measured latency, above the anti-starvation bound g_min with a margin.
 MODES = ("sync", "async", "continuous", "auto")
 
+#: Which control ticks advance the tick counter (see smolvla.async_inference.core): "wall" every tick, "action" only
+#: ticks that execute an action (holding on an empty queue does not use up the chunk's actions).
+TICK_CLOCKS = ("wall", "action")
+
 
 @dataclass(frozen=True)
 class QueueConfig:
@@ -31,6 +35,7 @@ class QueueConfig:
     failure_backoff: seconds to wait before requesting again after the policy reported a failed request.
     latency_window: number of recent latencies the estimate is computed from.
     latency_quantile: quantile of that window used where a pessimistic latency is needed (must-go, automatic g).
+    tick_clock: one of TICK_CLOCKS.
     """
 
     chunk_size: int = 50
@@ -45,6 +50,7 @@ class QueueConfig:
     failure_backoff: float = 0.2
     latency_window: int = 20
     latency_quantile: float = 0.9
+    tick_clock: str = "wall"
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +78,8 @@ class QueueConfig:
             problems.append(f"latency_window must be a positive integer, got {self.latency_window!r}")
         if not 0.5 <= self.latency_quantile <= 1.0:
             problems.append(f"latency_quantile must be in [0.5, 1], got {self.latency_quantile!r}")
+        if self.tick_clock not in TICK_CLOCKS:
+            problems.append(f"tick_clock must be one of {', '.join(TICK_CLOCKS)}, got {self.tick_clock!r}")
         if problems:
             raise ValueError("invalid queue configuration: " + "; ".join(problems))
 

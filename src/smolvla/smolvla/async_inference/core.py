@@ -6,6 +6,12 @@ AsyncActionQueue.tick. The observation captured at tick k yields the chunk for t
 tick; so a chunk requested at tick k never holds an action for a tick that has already been executed at the time
 of the request, and actions for ticks that passed while it was computed are dropped on arrival (and counted).
 
+Which ticks pass is the `tick_clock` setting. "wall" (the contract's default): every call is a tick, also one that
+holds because the queue is empty, so a chunk that arrives after the queue ran dry loses the actions of the held
+ticks. "action": a call that holds does not use up a tick number (it repeats the tick of the held command), so the
+chunk continues from the last executed action, as the reference implementation's action counter and the paper's
+synchronous mode (chunk fully executed after the wait) do. Both are identical while the queue never runs dry.
+
 Every action that enters the queue leaves it in exactly one counted way: executed at its tick, dropped because its
 tick had passed when its chunk arrived, blended into the queued action for the same tick, or discarded by
 clear(). QueueStatus carries these counters, and `actions_received` equals their sum plus the queue length.
@@ -136,8 +142,11 @@ class AsyncActionQueue:
         if state.shape != (self.n_joints,):
             raise ValueError(f"joint state must have {self.n_joints} values, got shape {state.shape}")
         with self._lock:
-            tick = self._tick
-            self._tick += 1
+            if len(self._queue) or self.config.tick_clock == "wall":
+                tick = self._tick
+                self._tick += 1
+            else:
+                tick = self._tick - 1  # "action" clock: holding repeats the tick of the last command
             self._expire_locked(now)
             action = self._pop_locked()
             queue_length = len(self._queue)
@@ -280,7 +289,9 @@ class AsyncActionQueue:
             return discarded
 
     def _reset_locked(self) -> None:
-        self._tick = 0
+        # Next tick to execute. With the "action" clock the first command (the measured state) is tick 0 and
+        # the first action tick 1, so that the observation of the very first (holding) tick is tick 0 either way.
+        self._tick = 0 if self.config.tick_clock == "wall" else 1
         self._queue = np.zeros((0, self.n_joints))
         self._in_flight: dict[int, _Pending] = {}
         self._remembered: OrderedDict[int, _Pending] = OrderedDict()

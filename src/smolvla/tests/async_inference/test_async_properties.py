@@ -48,9 +48,13 @@ operations = st.lists(
     threshold=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
     max_in_flight=st.integers(1, 3),
     clear_at=st.integers(0, 200),
+    tick_clock=st.sampled_from(["wall", "action"]),
 )
-def test_random_interleavings_execute_each_action_at_its_own_tick_once(ops, threshold, max_in_flight, clear_at):
+def test_random_interleavings_execute_each_action_at_its_own_tick_once(
+    ops, threshold, max_in_flight, clear_at, tick_clock
+):
     config = QueueConfig(
+        tick_clock=tick_clock,
         chunk_size=N,
         control_period=DT,
         threshold=threshold,
@@ -65,29 +69,35 @@ def test_random_interleavings_execute_each_action_at_its_own_tick_once(ops, thre
     newest_observation = -1
     executed_ticks: list[int] = []  # ticks restart at 0 after clear(), so they are checked per run
     runs = [executed_ticks]
-    ticks = 0
+    first_tick = 0 if tick_clock == "wall" else 1  # "action": the first (holding) tick is 0, the first action 1
+    next_tick = first_tick  # model of the next tick number to execute
+    calls = 0
     for index, op in enumerate(ops):
-        now = ticks * DT
+        now = calls * DT
         if index == clear_at:
             queue.clear()
             pending.clear()
             expected.clear()
             newest_observation = -1
-            ticks = 0
+            next_tick = first_tick
             executed_ticks = []
             runs.append(executed_ticks)
             continue
         if op[0] == "tick":
             result = queue.tick(now, np.zeros(2))
-            assert result.tick == ticks
-            ticks += 1
-            if result.action is None:
-                assert expected.get(result.tick) is None
+            calls += 1
+            if result.action is None and tick_clock == "action":
+                assert result.tick == next_tick - 1  # holding does not use up a tick
+            else:
+                assert result.tick == next_tick
+                next_tick += 1
+            if result.action is None:  # idle only when the model has no action for the tick due either
+                assert expected.get(next_tick if tick_clock == "action" else result.tick) is None
             else:
                 assert result.action[0] == result.tick  # never a tick early or late
                 assert result.action[1] == expected.pop(result.tick)
                 executed_ticks.append(result.tick)
-            assert min(expected, default=ticks) >= ticks  # nothing left behind unexecuted
+            assert min(expected, default=next_tick) >= next_tick  # nothing left behind unexecuted
             if result.request:
                 pending.append(result.request)
         elif op[0] == "deliver" and op[1] < len(pending):
@@ -99,7 +109,7 @@ def test_random_interleavings_execute_each_action_at_its_own_tick_once(ops, thre
             assert outcome.accepted == (request.observation_tick >= newest_observation)
             if outcome.accepted:
                 newest_observation = request.observation_tick
-                for t in range(max(first, ticks), first + op[2]):
+                for t in range(max(first, next_tick), first + op[2]):
                     expected[t] = request.request_id
         elif op[0] == "fail" and op[1] < len(pending):
             assert queue.request_failed(pending.pop(op[1]).request_id, now)

@@ -202,6 +202,33 @@ def test_idle_ticks_and_starvation_episodes_are_counted():
     assert status.idle_ticks == 5 and status.starvation_episodes == 1
 
 
+def test_action_clock_holding_does_not_use_up_the_chunk():
+    queue = make_queue(mode="sync", tick_clock="action")
+    request = queue.tick(0.0, STILL).request
+    assert request.observation_tick == 0
+    held = [queue.tick(0.1 * t, STILL) for t in range(1, 4)]
+    assert [r.tick for r in held] == [0, 0, 0]  # holding repeats the tick of the held command
+    outcome = queue.add_chunk(request.request_id, 1, chunk_for(request, n=4), now=0.35)
+    assert outcome.dropped_late == 0  # nothing was executed while it was computed
+    results = run_ticks(queue, 6)
+    assert [r.tick for r in results] == [1, 2, 3, 4, 4, 4]
+    assert [None if r.action is None else r.action[0] for r in results] == [1, 2, 3, 4, None, None]
+    second = results[3].request  # the queue ran empty at tick 4: its observation is tick 4
+    assert second.observation_tick == 4 and second.must_go
+    queue.add_chunk(second.request_id, 5, chunk_for(second, n=4), now=1.0)
+    assert queue.tick(1.0, STILL).action[0] == 5  # continues after the last executed action
+    status = queue.status()
+    assert (status.idle_ticks, status.startup_ticks, status.actions_dropped_late) == (2, 4, 0)
+
+
+def test_wall_clock_holding_drops_the_actions_of_held_ticks():
+    queue = make_queue(mode="sync", tick_clock="wall")
+    request = queue.tick(0.0, STILL).request
+    run_ticks(queue, 3)
+    assert queue.add_chunk(request.request_id, 1, chunk_for(request, n=4), now=0.35).dropped_late == 3
+    assert [r.tick for r in run_ticks(queue, 2)] == [4, 5]
+
+
 def test_clear_restarts_at_tick_zero_and_refuses_old_chunks():
     queue = make_queue(threshold=0.0)
     request = queue.tick(0.0, STILL).request

@@ -34,6 +34,15 @@ def test_latency_over_half_a_chunk_idles_whatever_the_threshold():
     assert result.idle_fraction > 0.8
 
 
+def test_action_clock_sync_executes_whole_chunks_then_idles_the_latency():
+    wall = simulate(rate=30.0, mode="async", threshold=0.0, latency_mean=1.5, **COMMON)
+    action = simulate(rate=30.0, mode="async", threshold=0.0, latency_mean=1.5, tick_clock="action", **COMMON)
+    assert wall.actions_per_chunk == pytest.approx(50 - 45, abs=1.5)  # the held ticks used up the chunk
+    assert action.actions_per_chunk == pytest.approx(50, abs=0.5)  # the paper's synchronous regime
+    assert action.idle_ticks_per_chunk == pytest.approx(45, rel=0.1)  # the first chunk ends the start-up instead
+    assert action.idle_fraction < 0.5 < wall.idle_fraction
+
+
 def test_command_prints_a_table_per_rate_writes_the_plot_and_ends_with_json(tmp_path, capsys):
     plot = tmp_path / "queue.png"
     assert main(["--duration", "20", "--rate", "30", "10", "--plot", str(plot), "--thresholds", "0", "0.7"]) == 0
