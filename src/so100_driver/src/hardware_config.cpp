@@ -74,6 +74,7 @@ ArmConfig make_arm_config(const ParameterMap & hardware, const std::vector<Joint
     static_cast<int>(integer_parameter(hardware, "max_consecutive_failures", 5, 1, 1000));
   config.slow_state_period = static_cast<int>(integer_parameter(hardware, "slow_state_period", 10, 1, 10000));
   config.write_calibration = bool_parameter(hardware, "write_calibration", true);
+  config.range_tolerance = static_cast<int>(integer_parameter(hardware, "range_tolerance_ticks", 50, 0, 4095));
   config.gripper.max_torque = static_cast<std::uint16_t>(integer_parameter(hardware, "gripper_max_torque", 500, 0, 1000));
   config.gripper.protection_current =
     static_cast<std::uint16_t>(integer_parameter(hardware, "gripper_protection_current", 250, 0, 2047));

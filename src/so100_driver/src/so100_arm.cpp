@@ -35,8 +35,9 @@ void ArmConfig::validate() const
   if (!gripper_joint.empty() && !seen_names.count(gripper_joint)) {
     throw std::invalid_argument("gripper joint '" + gripper_joint + "' is not one of the joints");
   }
-  if (max_consecutive_failures < 1 || slow_state_period < 1) {
-    throw std::invalid_argument("max_consecutive_failures and slow_state_period must be >= 1");
+  if (max_consecutive_failures < 1 || slow_state_period < 1 || range_tolerance < 0) {
+    throw std::invalid_argument(
+            "max_consecutive_failures and slow_state_period must be >= 1, range_tolerance >= 0");
   }
 }
 
@@ -204,6 +205,16 @@ void So100Arm::activate()
   StsBus & bus = require_bus();
   try {
     const std::vector<int> ticks = read_positions_and_speeds();
+    for (std::size_t i = 0; i < ticks.size(); ++i) {
+      const auto & joint = config_.joints[i];
+      if (ticks[i] < joint.range_min - config_.range_tolerance || ticks[i] > joint.range_max + config_.range_tolerance) {
+        throw std::runtime_error(
+                "joint '" + joint.name + "' is at tick " + std::to_string(ticks[i]) + ", outside its calibrated range [" +
+                std::to_string(joint.range_min) + ", " + std::to_string(joint.range_max) +
+                "]: torque would make it jump to the range end. Move it into range by hand (torque is off) "
+                "or recalibrate");
+      }
+    }
     for (std::size_t i = 0; i < commands_.size(); ++i) {
       commands_[i] = states_[i].position;
     }

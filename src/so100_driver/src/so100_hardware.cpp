@@ -80,6 +80,12 @@ hardware_interface::CallbackReturn So100Hardware::on_configure(const rclcpp_life
   }
   publish_states();
   RCLCPP_INFO(logger(), "all servos answered as STS3215; calibration and gripper limits in place");
+  // Commands are clamped to these; compare them with the URDF limits the controllers use.
+  for (const auto & joint : arm_->config().joints) {
+    RCLCPP_INFO(
+      logger(), "joint '%s' (servo %d): calibrated range [%.3f, %.3f] rad", joint.name.c_str(), joint.id,
+      joint.lower_limit(), joint.upper_limit());
+  }
   return hardware_interface::CallbackReturn::SUCCESS;
 }
 

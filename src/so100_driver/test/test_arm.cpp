@@ -177,6 +177,23 @@ TEST_F(ArmTest, ActivateSeedsGoalsFromPositionsBeforeEnablingTorque)
   EXPECT_EQ(emulator.register_value(3, sd::reg::kPresentPosition, 2), 1500) << "activation moved the arm";
 }
 
+TEST_F(ArmTest, ActivateRefusesAJointFarOutsideItsCalibratedRange)
+{
+  sd::So100Arm arm(config());
+  arm.configure();
+  center(arm);
+  emulator.set_present_position(1, 3292 + 51);  // shoulder_pan range ends at 3292, tolerance 50
+  const std::string error = error_of([&] {arm.activate();});
+  EXPECT_NE(error.find("joint 'shoulder_pan' is at tick 3343, outside its calibrated range [758, 3292]"),
+    std::string::npos) << error;
+  EXPECT_FALSE(arm.torque_enabled());
+  for (std::uint8_t id = 1; id <= 6; ++id) {
+    EXPECT_EQ(emulator.register_value(id, sd::reg::kTorqueEnable, 1), 0);
+  }
+  emulator.set_present_position(1, 3292 + 50);
+  EXPECT_NO_THROW(arm.activate());
+}
+
 TEST_F(ArmTest, WriteAndReadAreOneSyncWriteAndOneSyncReadAndTheArmFollows)
 {
   auto c = config();
@@ -209,6 +226,7 @@ TEST_F(ArmTest, VelocityOfAJointMovingDownIsNegative)
 {
   sd::So100Arm arm(config());
   arm.configure();
+  center(arm);
   arm.activate();
   arm.commands()[2] -= 1.0;
   double slowest = 0.0;
@@ -226,6 +244,7 @@ TEST_F(ArmTest, CommandsAreClampedToTheCalibratedRangeAndNanHolds)
 {
   sd::So100Arm arm(config());
   arm.configure();
+  center(arm);
   arm.activate();
   arm.commands()[0] = 100.0;
   arm.commands()[1] = std::nan("");
@@ -239,6 +258,7 @@ TEST_F(ArmTest, DeactivateDisablesTorqueAndWriteThenSendsNothing)
 {
   sd::So100Arm arm(config());
   arm.configure();
+  center(arm);
   arm.activate();
   arm.deactivate();
   EXPECT_FALSE(arm.torque_enabled());
@@ -256,6 +276,7 @@ TEST_F(ArmTest, ConsecutiveBusFailuresEscalateAndASuccessResetsTheCount)
   c.max_consecutive_failures = 3;
   sd::So100Arm arm(c);
   arm.configure();
+  center(arm);
   arm.activate();
   emulator.set_faults(3, {true});
   EXPECT_EQ(arm.read(), sd::CycleResult::kSkipped);
@@ -277,6 +298,7 @@ TEST_F(ArmTest, OverheatingServoStopsTheArm)
   c.max_consecutive_failures = 2;
   sd::So100Arm arm(c);
   arm.configure();
+  center(arm);
   arm.activate();
   sd::ServoFaults faults;
   faults.error_bits = sd::status_error::kOverheat;

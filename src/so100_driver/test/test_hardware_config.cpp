@@ -50,6 +50,7 @@ TEST(HardwareConfig, DefaultsWithIdsFromTheUrdf)
   EXPECT_EQ(config.max_consecutive_failures, 5);
   EXPECT_EQ(config.gripper_joint, "gripper");
   EXPECT_EQ(config.gripper.max_torque, 500);
+  EXPECT_EQ(config.range_tolerance, 50);
   EXPECT_FALSE(config.write_calibration);  // nothing to write without a calibration file
   ASSERT_EQ(config.joints.size(), 6u);
   EXPECT_EQ(config.joints[4].name, "wrist_roll");

@@ -29,7 +29,7 @@ struct JointDescription
 /// Build the arm configuration from the hardware parameters and joints. Hardware parameters:
 /// port (required), baud (1000000), calibration_file (LeRobot JSON; without it every joint needs
 /// an `id` and gets the full tick range), reply_timeout_ms (20), retries (2),
-/// max_consecutive_failures (5), slow_state_period (10), write_calibration (true),
+/// max_consecutive_failures (5), slow_state_period (10), write_calibration (true), range_tolerance_ticks (50),
 /// gripper_joint (gripper), gripper_max_torque (500), gripper_protection_current (250),
 /// gripper_overload_torque (25). Each joint needs the `position` command interface and the
 /// `position` and `velocity` state interfaces; `load`, `temperature`, `voltage` are optional.

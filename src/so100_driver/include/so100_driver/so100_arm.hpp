@@ -39,6 +39,9 @@ struct ArmConfig
   int max_consecutive_failures = 5;
   /// Read load, voltage and temperature every N read cycles (position and speed every cycle).
   int slow_state_period = 10;
+  /// How far (ticks) outside its calibrated range a joint may be at activation. The servo clamps its
+  /// goal to the range, so a joint further out would jump to the range end when torque comes on.
+  int range_tolerance = 50;
 
   /// Throws std::invalid_argument describing the first inconsistency.
   void validate() const;
@@ -74,6 +77,8 @@ public:
   /// calibration and the gripper limits where the EEPROM differs, then read the joint states.
   void configure();
   /// Read the positions, seed the commands and the servos' goals with them, then enable torque.
+  /// Refuses (std::runtime_error naming the joint) if a joint is more than range_tolerance ticks
+  /// outside its calibrated range.
   void activate();
   /// Disable torque on every servo (tries all of them even if one fails).
   void deactivate();
