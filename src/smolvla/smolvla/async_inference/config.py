@@ -12,6 +12,9 @@ from smolvla.async_inference.aggregation import AGGREGATIONS
 #: auto: g follows the measured latency, above the anti-starvation bound g_min with a margin.
 MODES = ("sync", "async", "continuous", "auto")
 
+#: Most requests that may be unanswered at once (the queue remembers 4 times as many for late chunks).
+MAX_IN_FLIGHT = 16
+
 #: Which control ticks advance the tick counter (see smolvla.async_inference.core): "wall" every tick, "action" only
 #: ticks that execute an action (holding on an empty queue does not use up the chunk's actions).
 TICK_CLOCKS = ("wall", "action")
@@ -68,8 +71,8 @@ class QueueConfig:
             problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
         if not (math.isfinite(self.similarity_epsilon) and self.similarity_epsilon >= 0):
             problems.append(f"similarity_epsilon must be >= 0, got {self.similarity_epsilon!r}")
-        if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
-            problems.append(f"max_in_flight must be a positive integer, got {self.max_in_flight!r}")
+        if not isinstance(self.max_in_flight, int) or not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:
+            problems.append(f"max_in_flight must be an integer in [1, {MAX_IN_FLIGHT}], got {self.max_in_flight!r}")
         if not self.request_timeout > 0:
             problems.append(f"request_timeout must be > 0 seconds, got {self.request_timeout!r}")
         if not self.failure_backoff >= 0:

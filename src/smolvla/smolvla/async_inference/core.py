@@ -31,12 +31,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from smolvla.async_inference.aggregation import aggregate
-from smolvla.async_inference.config import QueueConfig
+from smolvla.async_inference.config import MAX_IN_FLIGHT, QueueConfig
 from smolvla.async_inference.latency import LatencyEstimator, threshold_bound
 from smolvla.async_inference.similarity import SimilarityFilter
 
 # Requests remembered after they stop being in flight (timed out), so that a late chunk can still be matched.
-_REMEMBERED_REQUESTS = 64
+_REMEMBERED_REQUESTS = 4 * MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)

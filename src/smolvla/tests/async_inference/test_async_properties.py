@@ -8,6 +8,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,9 +152,16 @@ def test_simulated_latencies_keep_the_books_balanced(latencies, aggregation, thr
     assert_books_balance(queue, ticks)
 
 
-def test_threads_ticking_and_delivering_concurrently_lose_and_repeat_nothing():
+@pytest.mark.parametrize("tick_clock", ["wall", "action"])
+def test_threads_ticking_and_delivering_concurrently_lose_and_repeat_nothing(tick_clock):
     config = QueueConfig(
-        chunk_size=N, control_period=DT, threshold=0.7, aggregation="latest_only", max_in_flight=2, similarity_epsilon=0
+        chunk_size=N,
+        control_period=DT,
+        threshold=0.7,
+        aggregation="latest_only",
+        max_in_flight=2,
+        similarity_epsilon=0,
+        tick_clock=tick_clock,
     )
     queue = AsyncActionQueue(config, [1.0, 1.0])
     requests: queue_module.Queue = queue_module.Queue()

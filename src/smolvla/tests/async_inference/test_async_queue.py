@@ -289,6 +289,8 @@ def test_auto_threshold_stays_above_the_bound_with_a_margin():
 
 def test_invalid_configuration_names_every_problem():
     with pytest.raises(ValueError) as error:
-        QueueConfig(chunk_size=0, mode="fast", threshold=1.5, aggregation="max", control_period=math.nan)
-    for word in ("chunk_size", "mode", "threshold", "aggregation", "control_period"):
+        QueueConfig(
+            chunk_size=0, mode="fast", threshold=1.5, aggregation="max", control_period=math.nan, max_in_flight=17
+        )
+    for word in ("chunk_size", "mode", "threshold", "aggregation", "control_period", "max_in_flight"):
         assert word in str(error.value)
