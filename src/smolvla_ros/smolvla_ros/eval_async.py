@@ -2,8 +2,10 @@
 
 For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) the whole graph is started through
 smolvla_ros.launcher with the scripted expert as the policy side, answering with an artificial latency (default
-1.5 s, about SmolVLA's chunk latency on this 2-core CPU). Each seed is a run: the arm starts at home in the seeded
-scene, a new cube and target appear one second after every placement, and the run lasts --duration seconds. Reported
+1.5 s, about SmolVLA's chunk latency on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency is 90 % of a
+50-action chunk, so every mode starves alike (see docs/async-inference.md). Each seed is a run: the arm starts at
+home in the seeded scene, a new cube and target appear one second after every placement, and the run lasts
+--duration seconds. Reported
 per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
 placement) and cubes placed in 60 s. The last line is one JSON object with everything.
 """
@@ -29,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smolvla_eval_async", description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency", type=float, default=1.5, help="policy latency in seconds (expert delay)")
     parser.add_argument("--threshold", type=float, default=0.7, help="g of the async mode")
+    parser.add_argument(
+        "--control-rate",
+        type=float,
+        default=10.0,
+        help="Hz (executor, expert, arm); at 30 Hz a 1.5 s latency is 90%% of a 50-action chunk and every mode starves",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="runs per mode (seeds 0 .. seeds-1)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--success-limit", type=float, default=30.0, help="first cube within this many seconds")
@@ -45,7 +53,10 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
         policy="expert",
         mode="async",
         g=g,
+        control_rate=args.control_rate,
         extra={
+            # The executor's step clamp is per tick: keep the same 3 rad/s whatever the rate.
+            "executor": {"max_step": 3.0 / args.control_rate},
             "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras else {"camera_rate": 0.0})},
             "policy": {"latency": args.latency},
         },
@@ -77,7 +88,8 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     print(
         f"policy side: scripted expert with {args.latency:.2f} s artificial latency (stands in for SmolVLA), "
-        f"{args.seeds} seeds x {args.duration:.0f} s per mode; load average {load_before[0]:.2f}",
+        f"{args.control_rate:g} Hz, n = 50, {args.seeds} seeds x {args.duration:.0f} s per mode; "
+        f"load average {load_before[0]:.2f}",
         flush=True,
     )
     args.log.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +107,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
     return {
         "latency": args.latency,
+        "control_rate": args.control_rate,
         "threshold": args.threshold,
         "seeds": args.seeds,
         "duration": args.duration,

@@ -179,6 +179,7 @@ class PickPlaceExpert:
         self.params = params or ExpertParams()
         self.kinematics = ArmKinematics(model)
         self._last_chunk: tuple[int, np.ndarray] | None = None
+        self._plan: _Trajectory | None = None
 
     def plan(self, obs: ExpertObservation, start_q: np.ndarray | None = None) -> list[Segment]:
         """The remaining motion as segments of the grasp point, from the arm pose start_q (default: observed).
@@ -238,75 +239,136 @@ class PickPlaceExpert:
             Segment(above, p.jaw_open, p.careful_speed, name="retreat"),
         ]
 
-    def reference_pose(self, obs: ExpertObservation, tick: int | None) -> np.ndarray:
-        """Arm pose (5,) commanded at `tick` by this expert's latest chunk, or the measured pose.
-
-        The position actuators lag their command, so planning from the measured pose would pull every new chunk
-        back by the lag; at one chunk per tick the arm would crawl. The latest chunk is what the executor was
-        playing (one request in flight at a time); a tick after its end means the arm has been holding its last
-        action. Falls back to the measured pose when there is no such chunk or it disagrees with the measurement
-        by more than reference_tolerance (after a reset, or when something else moved the arm).
-        """
-        measured = obs.joint_positions[:5]
-        if tick is None or self._last_chunk is None or tick < self._last_chunk[0]:
-            return measured.copy()
-        first_tick, poses = self._last_chunk
-        reference = poses[min(tick - first_tick, len(poses) - 1)]
-        gap = self.kinematics.grasp_point(np.r_[reference, 0.0]) - self.kinematics.grasp_point(np.r_[measured, 0.0])
-        return reference.copy() if np.linalg.norm(gap) < self.params.reference_tolerance else measured.copy()
-
     def chunk(self, obs: ExpertObservation, n: int, tick: int | None = None, delay_ticks: int = 0) -> np.ndarray:
         """n joint-position commands (n, 6) for ticks tick+1 .. tick+n, in JOINT_NAMES order.
 
-        tick is the observation's control tick; with it, consecutive chunks continue each other (see
-        reference_pose). delay_ticks is how many ticks after the observation the chunk will reach the executor,
-        which drops the actions for ticks that have passed: the motion then starts at the pose the arm will hold at
-        arrival (the previous chunk's, or its last one when the queue ran dry), and the actions for the passed ticks
-        only repeat that pose. Without this, a stale chunk would skip motion the arm never made (the jaw would close
-        above the cube instead of around it).
+        tick is the observation's control tick. With it the expert remembers which step of its plan each tick
+        got, and a new chunk continues the plan where the arm will be when the chunk arrives, as long as the
+        observation agrees with the plan (arm near its planned pose, cube where it should be, held while it
+        should be); otherwise it plans afresh from the observation. delay_ticks is how many ticks after the
+        observation the chunk reaches the executor, which drops the actions of the ticks that have passed: those
+        only repeat the pose the arm will hold at arrival. Without tick every chunk is planned afresh from the
+        measured pose.
         """
         if n < 1:
             raise ValueError(f"chunk length must be >= 1, got {n}")
         if delay_ticks < 0:
             raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
         skip = min(delay_ticks, n - 1) if tick is not None else 0
-        p = self.params
-        start_q = self.reference_pose(obs, None if tick is None else tick + skip)
-        start = self.kinematics.grasp_point(np.r_[start_q, obs.joint_positions[5]])
-        timeline = []  # (end time, span, segment, start point, start q, goal q or None)
+        arrival = None if tick is None else self._step_at(tick + skip)
+        if arrival is None or not self._plan_holds(obs, tick) or arrival >= self._plan.last_step:
+            start_q = obs.joint_positions[:5].copy()
+            if arrival is not None:
+                held_pose = self._plan.pose(arrival)
+                if self._gap(held_pose, start_q) < self.params.reference_tolerance:
+                    start_q = held_pose
+            self._plan = _Trajectory(self, obs, start_q)
+            arrival = 0
+        steps = np.minimum(arrival + np.maximum(0, np.arange(1, n + 1) - skip), self._plan.last_step)
+        if tick is not None:
+            self._last_chunk = (tick + 1, steps)
+        actions = np.empty((n, len(JOINT_NAMES)))
+        for i, step in enumerate(steps):
+            actions[i, :5] = self._plan.command(step)
+            actions[i, 5] = self._plan.jaw[step]
+        return actions
+
+    def _step_at(self, tick: int) -> int | None:
+        """Plan step the latest chunk gave `tick` (its last step after its end), None without a usable chunk."""
+        if self._last_chunk is None or self._plan is None or tick < self._last_chunk[0]:
+            return None
+        first_tick, steps = self._last_chunk
+        return int(steps[min(tick - first_tick, len(steps) - 1)])
+
+    def _gap(self, q_a: np.ndarray, q_b: np.ndarray) -> float:
+        kin = self.kinematics
+        return float(np.linalg.norm(kin.grasp_point(np.r_[q_a, 0.0]) - kin.grasp_point(np.r_[q_b, 0.0])))
+
+    def _plan_holds(self, obs: ExpertObservation, tick: int) -> bool:
+        """Does the observation at `tick` agree with the plan step the arm was given at that tick?"""
+        step = self._step_at(tick)
+        if step is None:
+            return False
+        plan, p = self._plan, self.params
+        if self._gap(plan.pose(step), obs.joint_positions[:5]) > p.reference_tolerance:
+            return False
+        point = self.kinematics.grasp_point(obs.joint_positions)
+        near = np.linalg.norm(obs.cube_position - point) < p.in_hand_tolerance
+        held = near and obs.joint_positions[5] < p.jaw_holding
+        if plan.grasp_end is not None and step < plan.grasp_end:
+            return bool(np.linalg.norm(obs.cube_position - plan.cube) < 0.01)
+        if plan.grasp_end is not None and plan.grasp_end + _GRASP_GRACE_STEPS <= step < plan.release_start:
+            return bool(held)
+        return True
+
+
+#: Steps after the end of the closing hold before the cube must show as held.
+_GRASP_GRACE_STEPS = 3
+
+
+class _Trajectory:
+    """One plan sampled at the control period: step 0 is the start pose, poses are solved lazily in order."""
+
+    def __init__(self, expert: PickPlaceExpert, obs: ExpertObservation, start_q: np.ndarray) -> None:
+        self._kin = expert.kinematics
+        p = expert.params
+        self.cube = obs.cube_position.copy()
+        start = self._kin.grasp_point(np.r_[start_q, obs.joint_positions[5]])
+        self._timeline = []  # (end time, span, segment, start point, start q, goal q or None)
         elapsed = 0.0
-        for seg in self.plan(obs, start_q):
+        self.grasp_end: int | None = None
+        self.release_start = 0
+        segment_q = start_q
+        for seg in expert.plan(obs, start_q):
             goal_q = None
             if seg.joint_space:
-                goal_q = self.kinematics.solve(seg.goal, READY_POSE, iterations=60)
-                span = float(np.max(np.abs(goal_q - start_q))) / p.joint_speed
+                goal_q = self._kin.solve(seg.goal, READY_POSE, iterations=60)
+                span = float(np.max(np.abs(goal_q - segment_q))) / p.joint_speed
             elif seg.speed > 0:
                 span = float(np.linalg.norm(seg.goal - start)) / seg.speed
             else:
                 span = seg.duration
+            if seg.name == "open" and self.release_start == 0:
+                self.release_start = int(elapsed / p.control_period)
             elapsed += span
-            timeline.append((elapsed, span, seg, start, start_q, goal_q))
+            if seg.name == "close":
+                self.grasp_end = int(np.ceil(elapsed / p.control_period))
+            self._timeline.append((elapsed, span, seg, start, segment_q, goal_q))
             start = seg.goal
             if goal_q is not None:
-                start_q = goal_q
-        actions = np.empty((n, len(JOINT_NAMES)))
-        poses = np.empty((n, 5))
-        arm_q = start_q.copy()
+                segment_q = goal_q
+        if self.grasp_end is not None and self.release_start < self.grasp_end:
+            self.release_start = self.grasp_end
+        self.last_step = int(np.ceil(elapsed / p.control_period))
+        self.jaw = np.empty(self.last_step + 1)
+        self._dt = p.control_period
+        self._poses = [start_q.copy()]
+        self._commands: list[np.ndarray] = []
         index = 0
-        for i in range(n):
-            t = max(0, i + 1 - skip) * p.control_period
-            while index < len(timeline) - 1 and t > timeline[index][0]:
+        for step in range(self.last_step + 1):
+            while index < len(self._timeline) - 1 and step * self._dt > self._timeline[index][0] + 1e-9:
                 index += 1
-            end, span, seg, seg_start, seg_start_q, goal_q = timeline[index]
+            self.jaw[step] = self._timeline[index][2].jaw if step > 0 else obs.joint_positions[5]
+
+    def pose(self, step: int) -> np.ndarray:
+        """Arm pose (5,) of this step (solved on first use, warm-started from the step before)."""
+        index = 0
+        while len(self._poses) <= step:
+            t = len(self._poses) * self._dt
+            while index < len(self._timeline) - 1 and t > self._timeline[index][0] + 1e-9:
+                index += 1
+            end, span, seg, seg_start, seg_start_q, goal_q = self._timeline[index]
             fraction = 1.0 if span <= 0 else min(1.0, max(0.0, 1.0 - (end - t) / span))
             if goal_q is not None:
-                arm_q = seg_start_q + fraction * (goal_q - seg_start_q)
+                self._poses.append(seg_start_q + fraction * (goal_q - seg_start_q))
             else:
                 target = seg.goal if seg.speed == 0 else seg_start + fraction * (seg.goal - seg_start)
-                arm_q = self.kinematics.solve(target, arm_q, iterations=40 if i == 0 else 10)
-            poses[i] = arm_q
-            actions[i, :5] = self.kinematics.gravity_compensated(arm_q)
-            actions[i, 5] = seg.jaw
-        if tick is not None:
-            self._last_chunk = (tick + 1, poses)
-        return actions
+                iterations = 40 if len(self._poses) == 1 else 10
+                self._poses.append(self._kin.solve(target, self._poses[-1], iterations=iterations))
+        return self._poses[step]
+
+    def command(self, step: int) -> np.ndarray:
+        """Gravity-compensated position command (5,) of this step."""
+        while len(self._commands) <= step:
+            self._commands.append(self._kin.gravity_compensated(self.pose(len(self._commands))))
+        return self._commands[step]
