@@ -226,11 +226,23 @@ void So100Arm::activate()
       goals.emplace_back(static_cast<std::uint8_t>(config_.joints[i].id), data);
     }
     bus.sync_write(reg::kGoalPosition, 2, goals);
-    set_torque(1);
+    // From here some servos may hold torque even if a later one fails: deactivate() must follow.
     torque_enabled_ = true;
+    set_torque(1);
     consecutive_failures_ = 0;
-  } catch (const BusError & error) {
-    rethrow_with_joint(error);
+  } catch (const std::exception & error) {
+    if (torque_enabled_) {
+      try {
+        deactivate();  // do not leave part of the arm stiff
+      } catch (const std::exception &) {
+        // the original failure is the one to report
+      }
+    }
+    const auto * bus_error = dynamic_cast<const BusError *>(&error);
+    if (bus_error != nullptr) {
+      rethrow_with_joint(*bus_error);
+    }
+    throw;
   }
 }
 
@@ -241,7 +253,7 @@ void So100Arm::deactivate()
   for (const auto & joint : config_.joints) {
     try {
       bus.write_u8(static_cast<std::uint8_t>(joint.id), reg::kTorqueEnable, 0);
-    } catch (const BusError & error) {
+    } catch (const std::exception & error) {
       failures += (failures.empty() ? "" : "; ") + std::string("joint '") + joint.name + "': " + error.what();
     }
   }

@@ -63,6 +63,7 @@ StsEmulator::StsEmulator(EmulatorOptions options)
     set16(r, reg::kModelNumber, kSts3215ModelNumber);
     r[reg::kId] = id;
     r[reg::kBaudRate] = 0;
+    r[reg::kResponseStatusLevel] = 1;
     set16(r, reg::kMinAngleLimit, 0);
     set16(r, reg::kMaxAngleLimit, 4095);
     r[13] = 70;   // max temperature
@@ -288,7 +289,9 @@ void StsEmulator::handle(const Packet & packet, Bytes & out)
             return;
           }
           apply_write(packet.id, *servo, p[0], Bytes(p.begin() + 1, p.end()));
-          reply(packet.id, *servo, {}, out);
+          if (servo->regs[reg::kResponseStatusLevel] != 0) {
+            reply(packet.id, *servo, {}, out);
+          }
         }
         return;
       }

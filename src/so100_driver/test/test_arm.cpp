@@ -194,6 +194,21 @@ TEST_F(ArmTest, ActivateRefusesAJointFarOutsideItsCalibratedRange)
   EXPECT_NO_THROW(arm.activate());
 }
 
+TEST_F(ArmTest, FailedActivationLeavesNoServoStiff)
+{
+  sd::So100Arm arm(config(100ms, 0));
+  arm.configure();
+  center(arm);
+  // Servo 4 acts on WRITEs but, at response status level 0, never acknowledges them.
+  emulator.set_register(4, sd::reg::kResponseStatusLevel, 1, 0);
+  const std::string error = error_of([&] {arm.activate();});
+  EXPECT_NE(error.find("joint 'wrist_flex': servo 4: no reply to WRITE(40, 1)"), std::string::npos) << error;
+  EXPECT_FALSE(arm.torque_enabled());
+  for (std::uint8_t id = 1; id <= 6; ++id) {
+    EXPECT_EQ(emulator.register_value(id, sd::reg::kTorqueEnable, 1), 0) << "servo " << int(id) << " left stiff";
+  }
+}
+
 TEST_F(ArmTest, WriteAndReadAreOneSyncWriteAndOneSyncReadAndTheArmFollows)
 {
   auto c = config();

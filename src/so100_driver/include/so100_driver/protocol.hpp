@@ -35,6 +35,7 @@ constexpr std::uint8_t kModelNumber = 3;         // 2 bytes, STS3215 = 777
 constexpr std::uint8_t kId = 5;
 constexpr std::uint8_t kBaudRate = 6;            // code 0 = 1,000,000 baud
 constexpr std::uint8_t kReturnDelay = 7;
+constexpr std::uint8_t kResponseStatusLevel = 8;  // 0: reply to PING/READ only, 1: to all
 constexpr std::uint8_t kMinAngleLimit = 9;       // 2 bytes
 constexpr std::uint8_t kMaxAngleLimit = 11;      // 2 bytes
 constexpr std::uint8_t kMaxTorqueLimit = 16;     // 2 bytes, 0.1 %
