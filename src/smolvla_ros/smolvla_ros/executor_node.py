@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -45,7 +46,8 @@ PARAMETERS: dict[str, object] = {
     "joint_names": JOINTS,
     "joint_lower_limits": LOWER,
     "joint_upper_limits": UPPER,
-    "max_step": 0.1,
+    # One number for every joint or one per joint (dynamically typed parameter).
+    "max_step": [0.1, 0.1, 0.1, 0.1, 0.1, 0.3],
     "control_rate": 30.0,
     "chunk_size": 50,
     "mode": "async",
@@ -77,7 +79,8 @@ class ExecutorNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
+            descriptor = ParameterDescriptor(dynamic_typing=name == "max_step")
+            self.declare_parameter(name, default, descriptor)
         self.autostart = bool(self.get_parameter("autostart").value)
         # Serialises control ticks with the hold on deactivation, so no command follows the hold.
         self._control_lock = threading.Lock()
@@ -101,9 +104,10 @@ class ExecutorNode(LifecycleNode):
                 raise ValueError(f"control_rate must be > 0 Hz, got {p['control_rate']}")
             self._period = 1.0 / p["control_rate"]
             joints = list(p["joint_names"])
-            self._safety = CommandSafety(
-                joints, p["joint_lower_limits"], p["joint_upper_limits"], [p["max_step"]] * len(joints)
-            )
+            max_step = p["max_step"]
+            if isinstance(max_step, int | float):
+                max_step = [float(max_step)] * len(joints)
+            self._safety = CommandSafety(joints, p["joint_lower_limits"], p["joint_upper_limits"], max_step)
             config = QueueConfig(
                 chunk_size=p["chunk_size"],
                 control_period=self._period,

@@ -51,9 +51,12 @@ class CommandSafety:
             raise ValueError(f"joint_names must be non-empty and unique, got {names}")
         arrays = {}
         for label, values in (("lower limits", lower), ("upper limits", upper), ("max step", max_step)):
-            array = np.asarray(values, dtype=np.float64)
+            try:
+                array = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                array = np.full(0, np.nan)  # reported just below, naming the input
             if array.shape != (len(names),) or np.any(np.isnan(array)):
-                raise ValueError(f"{label} must have {len(names)} numbers (one per joint), got {list(values)}")
+                raise ValueError(f"{label} must have {len(names)} numbers (one per joint), got {values!r}")
             arrays[label] = array
         self.lower, self.upper, self.max_step = arrays["lower limits"], arrays["upper limits"], arrays["max step"]
         if not (

@@ -92,3 +92,5 @@ def test_invalid_limits_are_refused():
         CommandSafety(JOINTS, [0, 0], [1, 1], [0.1] * 3)
     with pytest.raises(ValueError, match="max step"):
         CommandSafety(JOINTS, [0, 0, 0], [1, 1, 1], [0.1, 0.0, 0.1])
+    with pytest.raises(ValueError, match="max step must have 3 numbers"):
+        CommandSafety(JOINTS, [0, 0, 0], [1, 1, 1], "abc")
