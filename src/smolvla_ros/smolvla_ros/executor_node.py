@@ -21,6 +21,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import NameValidationException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -98,68 +99,75 @@ class ExecutorNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         try:
-            if p["output"] not in OUTPUTS:
-                raise ValueError(f"output must be one of {OUTPUTS}, got {p['output']!r}")
-            if not p["control_rate"] > 0:
-                raise ValueError(f"control_rate must be > 0 Hz, got {p['control_rate']}")
-            self._period = 1.0 / p["control_rate"]
-            joints = list(p["joint_names"])
-            max_step = p["max_step"]
-            if isinstance(max_step, int | float):
-                max_step = [float(max_step)] * len(joints)
-            self._safety = CommandSafety(joints, p["joint_lower_limits"], p["joint_upper_limits"], max_step)
-            config = QueueConfig(
-                chunk_size=p["chunk_size"],
-                control_period=self._period,
-                mode=p["mode"],
-                threshold=p["threshold"],
-                auto_margin=p["auto_margin"],
-                aggregation=p["aggregation"],
-                similarity_epsilon=p["similarity_epsilon"],
-                max_in_flight=p["max_in_flight"],
-                request_timeout=p["request_timeout"],
-                failure_backoff=p["failure_backoff"],
-                tick_clock=p["tick_clock"],
-            )
-            self._queue = AsyncActionQueue(config, self._safety.ranges)
-        except (ValueError, TypeError) as error:
+            self._build_core(p)
+            self._params = p
+            self._create_entities(p)
+        except (ValueError, TypeError, NameValidationException) as error:
+            self._destroy_entities()
             self.get_logger().error(f"invalid parameters, staying unconfigured: {error}")
             return TransitionCallbackReturn.FAILURE
-        self._params = p
-        if p["output"] == "position":
-            self._command_pub = self.create_publisher(Float64MultiArray, p["command_topic"], 10)
-        else:
-            self._command_pub = self.create_publisher(JointTrajectory, p["trajectory_topic"], 10)
-        self._request_pub = self.create_publisher(ChunkRequest, p["chunk_request_topic"], 10)
-        self._status_pub = self.create_publisher(ExecutorStatus, p["executor_status_topic"], 10)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        subscriptions = [
-            self.create_subscription(
-                JointState,
-                p["joint_state_topic"],
-                self._on_joint_state,
-                qos_profile_sensor_data,
-            ),
-            self.create_subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, 10),
-            self.create_subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, 10),
-        ]
-        timers = [
-            self.create_timer(self._period, self._on_tick),
-            self.create_timer(1.0 / p["diagnostics_rate"], self._publish_diagnostics),
-        ]
-        if p["status_rate"] > 0:
-            timers.append(self.create_timer(1.0 / p["status_rate"], self._publish_status))
-        publishers = [self._command_pub, self._request_pub, self._status_pub, self._diagnostics_pub]
-        self._entities = (
-            [(self.destroy_timer, t) for t in timers]
-            + [(self.destroy_subscription, sub) for sub in subscriptions]
-            + [(self.destroy_publisher, pub) for pub in publishers]
-        )
         self.get_logger().info(
-            f"configured: {len(joints)} joints at {p['control_rate']:g} Hz, mode {p['mode']} "
-            f"(g = {self._queue.threshold():.2f}), n = {p['chunk_size']}, output {p['output']}"
+            f"configured: {len(p['joint_names'])} joints at {p['control_rate']:g} Hz, mode {p['mode']} "
+            f"(g = {self._queue.threshold():.2f}), n = {p['chunk_size']}, tick clock {p['tick_clock']}, "
+            f"output {p['output']}"
         )
         return TransitionCallbackReturn.SUCCESS
+
+    def _build_core(self, p: dict) -> None:
+        if p["output"] not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {p['output']!r}")
+        for name in ("control_rate", "diagnostics_rate"):
+            if not p[name] > 0:
+                raise ValueError(f"{name} must be > 0 Hz, got {p[name]}")
+        if p["status_rate"] < 0:
+            raise ValueError(f"status_rate must be >= 0 Hz (0: every tick), got {p['status_rate']}")
+        self._period = 1.0 / p["control_rate"]
+        joints = list(p["joint_names"])
+        max_step = p["max_step"]
+        if isinstance(max_step, int | float):
+            max_step = [float(max_step)] * len(joints)
+        self._safety = CommandSafety(joints, p["joint_lower_limits"], p["joint_upper_limits"], max_step)
+        config = QueueConfig(
+            chunk_size=p["chunk_size"],
+            control_period=self._period,
+            mode=p["mode"],
+            threshold=p["threshold"],
+            auto_margin=p["auto_margin"],
+            aggregation=p["aggregation"],
+            similarity_epsilon=p["similarity_epsilon"],
+            max_in_flight=p["max_in_flight"],
+            request_timeout=p["request_timeout"],
+            failure_backoff=p["failure_backoff"],
+            tick_clock=p["tick_clock"],
+        )
+        self._queue = AsyncActionQueue(config, self._safety.ranges)
+
+    def _create_entities(self, p: dict) -> None:
+        def publisher(msg_type, topic: str):
+            pub = self.create_publisher(msg_type, topic, 10)
+            self._entities.append((self.destroy_publisher, pub))
+            return pub
+
+        def subscription(msg_type, topic: str, callback, qos) -> None:
+            self._entities.append((self.destroy_subscription, self.create_subscription(msg_type, topic, callback, qos)))
+
+        def timer(rate: float, callback) -> None:
+            self._entities.append((self.destroy_timer, self.create_timer(1.0 / rate, callback)))
+
+        if p["output"] == "position":
+            self._command_pub = publisher(Float64MultiArray, p["command_topic"])
+        else:
+            self._command_pub = publisher(JointTrajectory, p["trajectory_topic"])
+        self._request_pub = publisher(ChunkRequest, p["chunk_request_topic"])
+        self._status_pub = publisher(ExecutorStatus, p["executor_status_topic"])
+        self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
+        subscription(JointState, p["joint_state_topic"], self._on_joint_state, qos_profile_sensor_data)
+        subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, 10)
+        subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, 10)
+        timer(p["control_rate"], self._on_tick)
+        timer(p["diagnostics_rate"], self._publish_diagnostics)
+        if p["status_rate"] > 0:
+            timer(p["status_rate"], self._publish_status)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._control_lock:
