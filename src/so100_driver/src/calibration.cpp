@@ -53,6 +53,9 @@ double JointCalibration::ticks_to_radians(double ticks) const
 
 int JointCalibration::radians_to_ticks(double radians) const
 {
+  if (!std::isfinite(radians)) {
+    throw std::invalid_argument("joint '" + name + "': position command is not a finite number");
+  }
   const double sign = drive_mode ? -1.0 : 1.0;
   const double ticks = std::round(zero_tick() + sign * radians / kRadiansPerTick);
   return static_cast<int>(std::clamp(ticks, static_cast<double>(range_min), static_cast<double>(range_max)));

@@ -134,6 +134,9 @@ TEST(Calibration, RadiansAreZeroAtTheRangeMiddleAndQuarterTurnIs1024Ticks)
   EXPECT_EQ(joint.radians_to_ticks(M_PI / 2), 3000);   // clamped to range_max
   EXPECT_EQ(joint.radians_to_ticks(-M_PI / 4), 1488);
   EXPECT_EQ(joint.radians_to_ticks(-10.0), 1000);      // clamped to range_min
+  EXPECT_EQ(joint.radians_to_ticks(1e300), 3000);
+  EXPECT_THROW(joint.radians_to_ticks(std::nan("")), std::invalid_argument);
+  EXPECT_THROW(joint.radians_to_ticks(-INFINITY), std::invalid_argument);
   EXPECT_DOUBLE_EQ(joint.speed_to_radians(-4096), -2 * M_PI);
   EXPECT_DOUBLE_EQ(joint.lower_limit(), -1000 * 2 * M_PI / 4096);
   EXPECT_DOUBLE_EQ(joint.upper_limit(), 1000 * 2 * M_PI / 4096);

@@ -32,7 +32,8 @@ struct JointCalibration
   double zero_tick() const {return 0.5 * (range_min + range_max);}
   /// rad = sign * (ticks - zero) * 2 pi / 4096.
   double ticks_to_radians(double ticks) const;
-  /// Inverse of ticks_to_radians, rounded and clamped into [range_min, range_max].
+  /// Inverse of ticks_to_radians, rounded and clamped into [range_min, range_max]; throws
+  /// std::invalid_argument for NaN or infinity.
   int radians_to_ticks(double radians) const;
   /// Signed ticks per second (decoded present speed) to rad/s.
   double speed_to_radians(int ticks_per_second) const;
