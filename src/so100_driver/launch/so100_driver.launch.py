@@ -11,14 +11,13 @@ SmolVLA executor publishes to), trajectory (joint_trajectory_controller) or arm_
 (arm_trajectory_controller + gripper_controller). The other sets are loaded inactive.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, TimerAction
 from launch.conditions import IfCondition
 from launch.substitutions import Command, FindExecutable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 COMMAND_SETS = {
     "forward": ["forward_position_controller"],
