@@ -61,6 +61,7 @@ class SmolVLAPolicy:
             raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than the vocabulary of the model")
         self.config = config
         self.model = model.to(device).eval()
+        self.model.select_kernels(torch.device(device))
         self.tokenizer = tokenizer
         self.normalizer = normalizer
         self.device = torch.device(device)

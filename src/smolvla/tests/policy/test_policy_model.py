@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from smolvla.policy import SmolVLAPolicy
-from smolvla.policy.modeling import attend, make_attention_mask
+from smolvla.policy.modeling import attend, chunked_vision_attention, make_attention_mask
 
 
 def _prefix_and_suffix_masks(n_prefix_valid: int, n_prefix_pad: int, n_actions: int):
@@ -56,6 +56,21 @@ def test_grouped_query_attention_matches_eager_reference():
     expected = (logits.softmax(-1) @ v_rep).transpose(1, 2).reshape(b, lq, h * d)
     got = attend(q, k.transpose(1, 2), v.transpose(1, 2), mask[:, None])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_vision_attention_matches_sdpa():
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 40, 16, generator=gen) * 2 for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+    module = torch.nn.Module().eval()
+    got, _ = chunked_vision_attention(module, q, k, v, None, scaling=0.25)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # In bf16 its error stays of the order of SDPA's own bf16 error (the logits are rounded to bf16 once).
+    qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    got_bf16 = chunked_vision_attention(module, qb, kb, vb, None, scaling=0.25)[0].float()
+    sdpa_bf16 = torch.nn.functional.scaled_dot_product_attention(qb, kb, vb).transpose(1, 2).float()
+    ours, theirs = (got_bf16 - expected).abs(), (sdpa_bf16 - expected).abs()
+    assert ours.mean() < 2 * theirs.mean() and ours.max() < 3 * theirs.max()
 
 
 def test_cached_sampling_equals_uncached(tiny_policy, observation, noise):

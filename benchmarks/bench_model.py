@@ -1,0 +1,217 @@
+"""SmolVLA latency per action chunk on this machine: full 450M architecture, random weights, batch 1.
+
+For 1 and 3 cameras (smolvla_base layout: 256x256 cameras upsampled to 512x512, 48 language tokens, 6-D state) in
+float32 and bfloat16 it prints the median/min/max seconds of `predict_chunk`, the split into vision tower /
+VLM prefix pass / 10 expert steps, the peak RSS during inference, the machine load during the run (load average
+and the share of the CPUs other processes used while we measured), and the bf16-vs-float32 deviation of the same
+weights. Each configuration runs in its own process so that its peak RSS is its own. The last line is JSON.
+
+Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: Published reference latencies (LeRobot 0.4.4, peer-latency.md): 2-vCPU Sapphire Rapids (AMX), VLM bf16 or
+#: fp32, expert fp32; seconds per chunk. The 1-camera bf16 row used 16 language tokens (81 prefix tokens).
+REFERENCE_S = {(1, "bfloat16"): 2.24, (3, "bfloat16"): 4.53, (1, "float32"): 3.42, (3, "float32"): 7.53}
+
+
+def _cpu_busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+class LoadMeter:
+    """Share of the machine's CPU time used by other processes between start() and stop()."""
+
+    def start(self) -> None:
+        self.busy0, self.total0 = _cpu_busy_jiffies()
+        self.own0 = sum(os.times()[:2])
+        self.wall0 = time.perf_counter()
+
+    def stop(self) -> float:
+        busy, total = _cpu_busy_jiffies()
+        own = sum(os.times()[:2]) - self.own0
+        ticks = os.sysconf("SC_CLK_TCK")
+        others = max(0.0, (busy - self.busy0) / ticks - own)
+        capacity = (total - self.total0) / ticks
+        return others / capacity if capacity > 0 else 0.0
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM (Linux), so that the peak covers inference only, not model building.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bool) -> dict:
+    """Measure one configuration in this process."""
+    import numpy as np
+    import torch
+
+    from smolvla.policy import SmolVLAConfig, SmolVLAPolicy
+    from smolvla.policy.tiny import make_tiny_tokenizer
+
+    torch.set_num_threads(threads)
+    base = SmolVLAConfig()
+    config = base.replace(camera_names=base.camera_names[:cameras], camera_shapes=base.camera_shapes[:cameras])
+    t0 = time.perf_counter()
+    # The real tokenizer is not downloaded: instructions are always padded to 48 tokens, so any tokenizer gives
+    # the same amount of work.
+    policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), dtype=dtype, seed=0)
+    build_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8) for _ in range(cameras)]
+    state = rng.normal(size=config.state_dim).astype(np.float32)
+    instruction = "pick up the red cube and place it in the bowl"
+    noise = torch.randn(1, config.chunk_size, config.max_action_dim, generator=torch.Generator().manual_seed(0))
+
+    policy.predict_chunk(images, state, instruction, noise=noise)  # warm-up (allocator, oneDNN primitives)
+    _reset_peak_rss()
+    meter = LoadMeter()
+    meter.start()
+    load_before = os.getloadavg()
+    totals = []
+    cpu0 = sum(os.times()[:2])
+    for _ in range(repeats):
+        t = time.perf_counter()
+        actions = policy.predict_chunk(images, state, instruction, noise=noise)
+        totals.append(time.perf_counter() - t)
+    cpu_per_chunk = (sum(os.times()[:2]) - cpu0) / repeats
+
+    # Split: the same work as predict_chunk, stage by stage.
+    model = policy.model
+    splits = {"vision": [], "prefix": [], "expert": []}
+    for _ in range(max(1, repeats // 2)):
+        pixels, mask, tokens, token_mask, state_t = policy.prepare(images, state, instruction)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            visual = model.embed_images(pixels[mask])
+            t1 = time.perf_counter()
+            prefix = model.assemble_prefix(visual, mask, tokens, token_mask, state_t)
+            cache = model.build_cache(prefix)
+            t2 = time.perf_counter()
+            model.integrate(lambda x, tt, c=cache: model.cached_velocity(c, x, tt), noise)
+            t3 = time.perf_counter()
+        splits["vision"].append(t1 - t)
+        splits["prefix"].append(t2 - t1)
+        splits["expert"].append(t3 - t2)
+    other_cpu = meter.stop()
+    result = {
+        "cameras": cameras,
+        "dtype": dtype,
+        "threads": threads,
+        "prefix_tokens": cameras * config.backbone.image_tokens + config.tokenizer_max_length + 1,
+        "median_s": statistics.median(totals),
+        "min_s": min(totals),
+        "max_s": max(totals),
+        "runs": len(totals),
+        "cpu_s_per_chunk": cpu_per_chunk,
+        "vision_s": statistics.median(splits["vision"]),
+        "prefix_s": statistics.median(splits["prefix"]),
+        "expert_s": statistics.median(splits["expert"]),
+        "peak_rss_gib": _peak_rss_gib(),
+        "loadavg_before": load_before[0],
+        "loadavg_after": os.getloadavg()[0],
+        "other_processes_cpu_share": other_cpu,
+        "build_s": build_s,
+        "reference_s": REFERENCE_S.get((cameras, dtype)),
+    }
+    if check_bf16:
+        # Same weights and inputs in bfloat16: deviation of what the network adds to the noise, relative to its
+        # spread (the float32 run is the reference).
+        moved = (torch.as_tensor(actions) - noise[0, :, : config.action_dim]).numpy()
+        policy.model.set_dtype(torch.bfloat16)
+        bf16 = policy.predict_chunk(images, state, instruction, noise=noise)
+        moved_bf16 = (torch.as_tensor(bf16) - noise[0, :, : config.action_dim]).numpy()
+        result["bf16_vs_f32_max_rel_err"] = float(np.abs(moved_bf16 - moved).max() / moved.std())
+    return result
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        "| cameras | dtype | prefix tokens | median s | min s | max s | vision s | prefix s | 10 expert steps s "
+        "| CPU s | peak RSS GiB | load avg | others' CPU | reference s | speed-up |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ref = r.get("reference_s")
+        lines.append(
+            f"| {r['cameras']} | {r['dtype']} | {r['prefix_tokens']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
+            f"{r['max_s']:.2f} | {r['vision_s']:.2f} | {r['prefix_s']:.2f} | {r['expert_s']:.2f} | "
+            f"{r['cpu_s_per_chunk']:.2f} | {r['peak_rss_gib']:.2f} | "
+            f"{r['loadavg_before']:.2f}->{r['loadavg_after']:.2f} | "
+            f"{100 * r['other_processes_cpu_share']:.0f} % | {ref if ref else '-'} | "
+            f"{(ref / r['median_s']) if ref else float('nan'):.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed predict_chunk calls per configuration")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        cameras, dtype = args.child.split(":")
+        check = dtype == "float32"
+        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check)))
+        return 0
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
+    flags = cpuinfo
+    machine = {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "python": platform.python_version(),
+    }
+    print(f"SmolVLA latency per chunk (450M, random weights, batch 1, chunk 50, 10 steps) on {machine}", flush=True)
+    rows = []
+    for dtype in args.dtypes:
+        for cameras in args.cameras:
+            cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}", "--repeats", str(args.repeats)]
+            cmd += ["--threads", str(args.threads)]
+            print(f"measuring {cameras} camera(s), {dtype} ...", flush=True)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(_table(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(_table(rows))
+    bf16_errors = [r["bf16_vs_f32_max_rel_err"] for r in rows if "bf16_vs_f32_max_rel_err" in r]
+    if bf16_errors:
+        print(f"bf16 vs float32 (same weights/noise): max deviation {max(bf16_errors):.3%} of the output spread")
+    print(json.dumps({"benchmark": "smolvla_model", "machine": machine, "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
