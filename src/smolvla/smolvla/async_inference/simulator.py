@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=0.01, help="similarity filter epsilon (normalised)")
     parser.add_argument("--tick-clock", default="wall", choices=TICK_CLOCKS, help="which ticks advance (wall)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", type=Path, default=Path("queue_sim.png"), help="PNG to write ('' for none)")
+    parser.add_argument(
+        "--plot", default="outputs/queue_sim.png", help="PNG to write (outputs/queue_sim.png; '' for none)"
+    )
     parser.add_argument("--plot-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     if args.latency <= 0 or args.latency_cv < 0 or args.duration <= 0 or any(r <= 0 for r in args.rate):
@@ -217,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         runs[rate] = results
         print(format_table(results, args.latency, args.chunk_size, args.tick_clock))
         print()
-    if str(args.plot):
-        write_plot(args.plot, runs, args.plot_seconds, args.latency)
+    if args.plot:
+        plot = Path(args.plot)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        write_plot(plot, runs, args.plot_seconds, args.latency)
         print(f"queue size plot: {args.plot}")
     summary = {
         "latency_mean": args.latency,
