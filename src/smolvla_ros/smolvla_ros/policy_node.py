@@ -1,0 +1,277 @@
+"""SmolVLA policy node `smolvla_policy`: thin ROS wiring around smolvla.policy_runner.PolicyRunner.
+
+Camera frames (sensor_msgs/Image, or CompressedImage on topics ending in /compressed, the image_transport naming)
+and joint states arrive with the sensor-data QoS and are kept with their stamps. A ChunkRequest hands its capture
+time to the runner, which selects the inputs at or before it and computes the chunk on its worker thread (one model
+call at a time, newest waiting request wins); the outcome comes back as an ActionChunk plus an ok PolicyStatus, or
+as a PolicyStatus saying why there is no chunk. SetInstruction replaces the instruction from the next request on.
+/diagnostics reports state, input ages and the model time. Parameters: config/policy.yaml, docs/ros-graph.md.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from smolvla.images import CompressedImage as CompressedFrame
+from smolvla.images import RawImage
+from smolvla.observation import RateLimiter
+from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
+from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
+from smolvla_msgs.srv import SetInstruction
+from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+
+NODE_NAME = "smolvla_policy"
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+
+PARAMETERS: dict[str, object] = {
+    "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
+    "joint_state_topic": "/joint_states",
+    "joint_names": JOINTS,
+    "joint_units": "radians",
+    "checkpoint": "",
+    "device": "cpu",
+    "dtype": "float32",
+    "compile": False,
+    "warmup": True,
+    "instruction": "pick up the cube and place it on the green target",
+    "max_sample_age": 0.25,
+    "sample_history": 16,
+    "control_rate": 30.0,
+    "chunk_request_topic": "/smolvla/chunk_request",
+    "action_chunk_topic": "/smolvla/action_chunk",
+    "policy_status_topic": "/smolvla/policy_status",
+    "set_instruction_service": "/smolvla/set_instruction",
+    "diagnostics_rate": 1.0,
+    "error_log_interval": 5.0,
+}
+
+
+class ConfigurationError(ValueError):
+    """A parameter value the node cannot run with."""
+
+
+def _stamp_seconds(msg_stamp, received: float) -> float:
+    # Drivers that leave the header empty are common; their receive time is the best capture time available.
+    stamp = time_to_seconds(msg_stamp)
+    return stamp if stamp > 0 else received
+
+
+class PolicyNode(Node):
+    """The policy node; see the module docstring. Raises ConfigurationError for unusable parameters and the
+    model's own errors when the checkpoint cannot be loaded."""
+
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        cameras = list(p["camera_topics"])
+        if not 1 <= len(cameras) <= 3:
+            raise ConfigurationError(f"camera_topics must list 1 to 3 topics, got {cameras}")
+        if not p["checkpoint"]:
+            raise ConfigurationError("set the checkpoint parameter: a Hugging Face hub id or a local directory")
+        if not p["control_rate"] > 0:
+            raise ConfigurationError(f"control_rate must be positive, got {p['control_rate']}")
+        self.control_period = 1.0 / p["control_rate"]
+        self.joint_names = list(p["joint_names"])
+        self._closing = False
+        self._chunk_id = 0
+        self._chunk_lock = threading.Lock()
+        self._log_limiter = RateLimiter(p["error_log_interval"])
+
+        from smolvla.policy import SmolVLAPolicy  # torch is slow to import; only the node needs it
+
+        self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({p['dtype']})")
+        policy = SmolVLAPolicy.from_pretrained(
+            p["checkpoint"], device=p["device"], dtype=p["dtype"], compile=p["compile"]
+        )
+        if policy.state_dim != len(self.joint_names) or policy.action_dim != len(self.joint_names):
+            raise ConfigurationError(
+                f"checkpoint has state size {policy.state_dim} and action size {policy.action_dim}, "
+                f"but {len(self.joint_names)} joint_names are configured"
+            )
+        if len(cameras) > len(policy.camera_names):
+            raise ConfigurationError(f"{len(cameras)} camera topics for a model with {len(policy.camera_names)} slots")
+        if p["warmup"]:
+            self._warm_up(policy)
+        self.runner = PolicyRunner(
+            policy.predict_chunk,
+            camera_streams=cameras,
+            n_camera_slots=len(policy.camera_names),
+            joint_names=self.joint_names,
+            max_sample_age=p["max_sample_age"],
+            instruction=p["instruction"],
+            on_chunk=self._publish_chunk,
+            on_no_chunk=self._publish_no_chunk,
+            joint_units=p["joint_units"],
+            history=p["sample_history"],
+        )
+        slots = ", ".join(f"{slot} <- {topic}" for slot, topic in zip(policy.camera_names, cameras, strict=False))
+        self.get_logger().info(
+            f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), cameras {slots}, "
+            f"instruction {self.runner.instruction!r}"
+        )
+
+        self._chunk_pub = self.create_publisher(ActionChunk, p["action_chunk_topic"], 10)
+        self._status_pub = self.create_publisher(PolicyStatus, p["policy_status_topic"], 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        for topic in cameras:
+            if topic.rstrip("/").endswith("/compressed"):
+                self.create_subscription(
+                    CompressedImage, topic, lambda msg, t=topic: self._on_compressed(t, msg), qos_profile_sensor_data
+                )
+            else:
+                self.create_subscription(
+                    Image, topic, lambda msg, t=topic: self._on_image(t, msg), qos_profile_sensor_data
+                )
+        self.create_subscription(JointState, p["joint_state_topic"], self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(ChunkRequest, p["chunk_request_topic"], self._on_request, 10)
+        self.create_service(SetInstruction, p["set_instruction_service"], self._on_set_instruction)
+        if p["diagnostics_rate"] > 0:
+            self.create_timer(1.0 / p["diagnostics_rate"], self._publish_diagnostics)
+
+    def _warm_up(self, policy) -> None:
+        # The first forward pass pays for lazy initialisation (kernels, allocator); keep that out of the first chunk.
+        import numpy as np
+
+        start = time.perf_counter()
+        images = [np.zeros((256, 256, 3), np.uint8)] + [None] * (len(policy.camera_names) - 1)
+        policy.predict_chunk(images, np.zeros(policy.state_dim, np.float32), "warm up")
+        self.get_logger().info(f"warm-up forward pass took {time.perf_counter() - start:.2f} s")
+
+    # -- inputs --------------------------------------------------------------------------------------------------------
+
+    def _on_image(self, topic: str, msg: Image) -> None:
+        frame = RawImage(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        self.runner.add_image(topic, _stamp_seconds(msg.header.stamp, time.time()), frame)
+
+    def _on_compressed(self, topic: str, msg: CompressedImage) -> None:
+        self.runner.add_image(
+            topic, _stamp_seconds(msg.header.stamp, time.time()), CompressedFrame(msg.format, msg.data)
+        )
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            self.runner.add_joint_state(_stamp_seconds(msg.header.stamp, time.time()), msg.name, msg.position)
+        except ValueError as error:
+            self._log_limited("joint_state", f"joint state ignored: {error}")
+
+    def _on_request(self, msg: ChunkRequest) -> None:
+        self.runner.request(msg.request_id, msg.observation_tick, time_to_seconds(msg.capture_stamp), msg.must_go)
+
+    def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
+        check = self.runner.set_instruction(request.instruction)
+        response.accepted = check.accepted
+        response.message = check.message
+        if check.accepted:
+            self.get_logger().info(f"{check.message} (from the next chunk request on)")
+        else:
+            self.get_logger().warning(f"instruction refused: {check.message}")
+        return response
+
+    # -- outcomes (worker thread) ------------------------------------------------------------------------------------
+
+    def _publish_chunk(self, result: ChunkResult) -> None:
+        if self._closing:
+            return
+        job = result.job
+        with self._chunk_lock:
+            self._chunk_id += 1
+            chunk_id = self._chunk_id
+        capture_stamp = seconds_to_time(job.capture_time)
+        self._chunk_pub.publish(
+            chunk_to_msg(
+                result.actions,
+                self.joint_names,
+                request_id=job.request_id,
+                chunk_id=chunk_id,
+                first_tick=result.first_tick,
+                control_period=self.control_period,
+                capture_stamp=capture_stamp,
+                inference_latency=result.model_seconds,
+                instruction=job.instruction,
+            )
+        )
+        self._status_pub.publish(self._status(job.request_id, True, "", result.model_seconds, job.instruction))
+
+    def _publish_no_chunk(self, outcome: NoChunk) -> None:
+        if outcome.kind is NoChunkKind.SUPERSEDED:
+            self.get_logger().debug(f"request {outcome.request_id}: {outcome.reason}")
+        else:
+            # One log line per input (or failure kind) and interval: a broken camera at 30 Hz must not flood the log.
+            key = (outcome.kind, outcome.reason.split(":", 1)[0])
+            self._log_limited(key, f"request {outcome.request_id}: no chunk: {outcome.reason}")
+        if self._closing:
+            return
+        self._status_pub.publish(self._status(outcome.request_id, False, outcome.reason, 0.0, outcome.instruction))
+
+    def _status(self, request_id: int, ok: bool, reason: str, latency: float, instruction: str) -> PolicyStatus:
+        msg = PolicyStatus(
+            request_id=request_id, ok=ok, reason=reason, inference_latency=latency, instruction=instruction
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return msg
+
+    def _log_limited(self, key: object, message: str) -> None:
+        allowed, suppressed = self._log_limiter.allow(key, time.monotonic())
+        if allowed:
+            suffix = f" ({suppressed} similar messages suppressed)" if suppressed else ""
+            self.get_logger().error(message + suffix)
+
+    def _publish_diagnostics(self) -> None:
+        health = self.runner.health()
+        status = DiagnosticStatus(
+            level=bytes([int(health.level)]),
+            name=f"{NODE_NAME}: policy",
+            message=health.message,
+            hardware_id="",
+            values=[KeyValue(key=key, value=value) for key, value in health.values],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    def close(self) -> None:
+        """Stop answering: a waiting request is dropped, a running computation awaited briefly."""
+        self._closing = True
+        if not self.runner.close(timeout=5.0):
+            self.get_logger().warning("model still computing at shutdown; leaving it behind")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `policy_node`: exit 0 after Ctrl-C/SIGTERM, 2 for a configuration or checkpoint error."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        node = PolicyNode()
+    except Exception as error:  # configuration or checkpoint: report it plainly and fail the launch
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(error).__name__}: {error}")
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
