@@ -350,6 +350,7 @@ class GraphOptions:
     sim: start the simulated arm (sim_arm_node, config/sim.yaml) instead of expecting a real robot's driver.
     policy: "smolvla" (policy_node, config/policy.yaml) or "expert" (expert_policy_node, config/expert.yaml).
     mode: executor mode (sync, async, continuous, auto); g: its threshold.
+    chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's.
     cameras: camera topics for the policy in priority order (global view, wrist, side).
     extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor).
     """
@@ -361,6 +362,7 @@ class GraphOptions:
     mode: str | None = None
     g: float | None = None
     control_rate: float | None = None
+    chunk_size: int | None = None
     cameras: tuple[str, ...] | None = None
     device: str | None = None
     dtype: str | None = None
@@ -372,8 +374,27 @@ POLICIES = ("smolvla", "expert")
 MODES = ("sync", "async", "continuous", "auto")
 
 
-def graph_nodes(options: GraphOptions) -> list[NodeSpec]:
-    """The NodeSpecs for the graph: [simulated arm,] policy or expert, executor (labels robot, policy, executor)."""
+@dataclass(frozen=True)
+class NodePlan:
+    """One node of the graph before executables and files are resolved (shared with so100_async.launch.py).
+
+    label: robot, policy or executor; executable: in smolvla_ros's lib directory; node_name: the ROS node name
+    (the key in its parameter file); params_file: file name in the config directory; parameters: overrides.
+    """
+
+    label: str
+    executable: str
+    node_name: str
+    params_file: str
+    parameters: Mapping[str, object]
+
+
+def graph_plan(options: GraphOptions) -> list[NodePlan]:
+    """Which nodes to start with which overrides: [simulated arm,] policy or expert, executor.
+
+    Raises ValueError for options out of range. The robot side of a real arm (the so100_driver launch) is not
+    part of the plan: only `ros2 launch` can start ros2_control.
+    """
     if options.policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {options.policy!r}")
     if options.mode is not None and options.mode not in MODES:
@@ -382,13 +403,16 @@ def graph_nodes(options: GraphOptions) -> list[NodeSpec]:
         raise ValueError(f"control rate must be positive, got {options.control_rate}")
     if options.g is not None and not 0.0 <= options.g <= 1.0:
         raise ValueError(f"g must be within [0, 1], got {options.g}")
+    if options.chunk_size is not None and options.chunk_size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {options.chunk_size}")
     if options.cameras is not None and not 1 <= len(options.cameras) <= 3:
         raise ValueError(f"give 1 to 3 camera topics, got {len(options.cameras)}")
 
     rate = {} if options.control_rate is None else {"control_rate": float(options.control_rate)}
-    specs: list[tuple[str, str, str, dict[str, object]]] = []
+    chunk = {} if options.chunk_size is None else {"chunk_size": int(options.chunk_size)}
+    plans: list[NodePlan] = []
     if options.sim:
-        specs.append(("robot", "sim_arm_node", "sim.yaml", {**rate}))
+        plans.append(NodePlan("robot", "sim_arm_node", "so101_sim", "sim.yaml", {**rate}))
     policy_params: dict[str, object] = {**rate}
     if options.instruction is not None:
         policy_params["instruction"] = options.instruction
@@ -398,27 +422,36 @@ def graph_nodes(options: GraphOptions) -> list[NodeSpec]:
                 policy_params[key] = getattr(options, key)
         if options.cameras is not None:
             policy_params["camera_topics"] = list(options.cameras)
-        specs.append(("policy", "policy_node", "policy.yaml", policy_params))
+        plans.append(NodePlan("policy", "policy_node", "smolvla_policy", "policy.yaml", policy_params))
     else:
-        specs.append(("policy", "expert_policy_node", "expert.yaml", policy_params))
-    executor_params: dict[str, object] = {**rate}
+        policy_params.update(chunk)
+        plans.append(NodePlan("policy", "expert_policy_node", "expert_policy", "expert.yaml", policy_params))
+    executor_params: dict[str, object] = {**rate, **chunk}
     if options.mode is not None:
         executor_params["mode"] = options.mode
     if options.g is not None:
         executor_params["threshold"] = float(options.g)
-    specs.append(("executor", "executor_node", "executor.yaml", executor_params))
+    plans.append(NodePlan("executor", "executor_node", "smolvla_executor", "executor.yaml", executor_params))
 
-    unknown = set(options.extra) - {label for label, *_ in specs}
+    unknown = set(options.extra) - {plan.label for plan in plans}
     if unknown:
         raise ValueError(f"overrides for nodes not in this graph: {sorted(unknown)}")
     return [
+        NodePlan(p.label, p.executable, p.node_name, p.params_file, {**p.parameters, **options.extra.get(p.label, {})})
+        for p in plans
+    ]
+
+
+def graph_nodes(options: GraphOptions) -> list[NodeSpec]:
+    """graph_plan with executables and parameter files resolved: what Launcher starts."""
+    return [
         NodeSpec(
-            name=label,
-            command=(find_executable(executable),),
-            params_file=find_config(params_file, options.config_dir),
-            parameters={**params, **options.extra.get(label, {})},
+            name=plan.label,
+            command=(find_executable(plan.executable),),
+            params_file=find_config(plan.params_file, options.config_dir),
+            parameters=plan.parameters,
         )
-        for label, executable, params_file, params in specs
+        for plan in graph_plan(options)
     ]
 
 
@@ -449,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, help="executor mode (sync: g=0, async, continuous: g=1, auto)")
     parser.add_argument("-g", "--threshold", dest="g", type=float, help="queue threshold g in [0, 1]")
     parser.add_argument("--control-rate", type=float, help="control rate in Hz (executor, policy, simulated arm)")
+    parser.add_argument("--chunk-size", type=int, help="actions per chunk (executor, expert); match the checkpoint")
     parser.add_argument("--cameras", nargs="+", metavar="TOPIC", help="1-3 camera topics: global view, wrist, side")
     parser.add_argument("--device", help="torch device for the model (cpu, cuda, ...)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype")
@@ -483,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mode=args.mode,
                 g=args.g,
                 control_rate=args.control_rate,
+                chunk_size=args.chunk_size,
                 cameras=tuple(args.cameras) if args.cameras else None,
                 device=args.device,
                 dtype=args.dtype,

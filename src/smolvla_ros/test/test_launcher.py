@@ -10,8 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from smolvla_ros.launcher import GraphOptions, Launcher, NodeSpec, format_parameter, graph_nodes, main
+from smolvla_ros.launcher import (
+    GraphOptions,
+    Launcher,
+    NodeSpec,
+    find_config,
+    format_parameter,
+    graph_nodes,
+    graph_plan,
+    main,
+)
 
 # A child that behaves like a node: says hello, then idles until SIGINT, which it acknowledges before exiting 0.
 NODE_LIKE = textwrap.dedent(
@@ -204,6 +214,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
             g=0.6,
             mode="async",
             control_rate=30,
+            chunk_size=20,
             cameras=("/camera/front/image_raw", "/camera/wrist/image_raw"),
             config_dir=config_dir,
             extra={"executor": {"max_step": 0.05}},
@@ -219,9 +230,27 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
         "checkpoint": "lerobot/smolvla_base",
         "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
     }
-    assert executor.parameters == {"control_rate": 30.0, "mode": "async", "threshold": 0.6, "max_step": 0.05}
-    expert = graph_nodes(GraphOptions(policy="expert", config_dir=config_dir))
+    assert executor.parameters == {
+        "control_rate": 30.0,
+        "chunk_size": 20,
+        "mode": "async",
+        "threshold": 0.6,
+        "max_step": 0.05,
+    }
+    expert = graph_nodes(GraphOptions(policy="expert", chunk_size=50, config_dir=config_dir))
     assert [Path(s.command[0]).name for s in expert] == ["expert_policy_node", "executor_node"]
+    assert expert[0].parameters == {"chunk_size": 50} and expert[0].params_file == config_dir / "expert.yaml"
+
+
+def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
+    plan = graph_plan(GraphOptions(sim=True))
+    assert [(p.label, p.node_name, p.params_file) for p in plan] == [
+        ("robot", "so101_sim", "sim.yaml"),
+        ("policy", "smolvla_policy", "policy.yaml"),
+        ("executor", "smolvla_executor", "executor.yaml"),
+    ]
+    for p in plan:  # each repository parameter file is keyed by the node name the plan gives
+        assert list(yaml.safe_load(find_config(p.params_file).read_text())) == [p.node_name]
 
 
 @pytest.mark.parametrize(
@@ -231,6 +260,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
         (GraphOptions(mode="fast"), "mode must be one of"),
         (GraphOptions(g=1.5), "g must be within"),
         (GraphOptions(control_rate=0), "control rate must be positive"),
+        (GraphOptions(chunk_size=0), "chunk size must be at least 1"),
         (GraphOptions(cameras=("a", "b", "c", "d")), "1 to 3 camera topics"),
         (GraphOptions(extra={"camera": {"x": 1}}), "nodes not in this graph"),
     ],
