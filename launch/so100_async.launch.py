@@ -1,0 +1,116 @@
+"""SmolVLA with asynchronous inference on an SO-100 arm (or the simulated SO-101), for `ros2 launch`.
+
+    ros2 launch smolvla_ros so100_async.launch.py checkpoint:=<hub id or directory> port:=/dev/ttyACM0 \
+        calibration_file:=<LeRobot calibration JSON>
+    ros2 launch smolvla_ros so100_async.launch.py use_sim:=true checkpoint:=/path/to/checkpoint
+    ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert g:=0.5
+
+Starts the robot side (so100_driver's driver launch with ros2_control and the forward position controller, or
+the simulated arm with use_sim:=true), the policy node (or the scripted expert) and the action-queue executor,
+each with its parameter file from this package's config directory. The nodes, their names and which argument
+overrides which parameter come from smolvla_ros.launcher.graph_plan, the same plan `smolvla_launch` runs on
+machines without ROS 2 launch, so both start the same graph. Empty arguments keep the parameter files' values.
+If the policy or the executor exits, the whole launch shuts down.
+"""
+
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, Shutdown
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from smolvla_ros.launcher import GraphOptions, graph_plan
+
+# (name, default, description); "" = keep the value of the parameter file.
+ARGUMENTS = [
+    ("use_sim", "false", "true: simulated SO-101 (sim_arm_node) instead of the SO-100 driver"),
+    ("policy", "smolvla", "smolvla (the model) or expert (the scripted simulation expert)"),
+    ("checkpoint", "", "SmolVLA checkpoint: Hugging Face hub id or local directory"),
+    ("instruction", "", "initial language instruction (later: the /smolvla/set_instruction service)"),
+    ("cameras", "", "1-3 camera topics in priority order (global, wrist, side), comma separated"),
+    ("mode", "", "executor mode: sync, async, continuous or auto"),
+    ("g", "", "queue threshold g in [0, 1] (request a chunk when queue / chunk_size <= g)"),
+    ("control_rate", "", "control rate in Hz (executor, policy, simulated arm)"),
+    ("chunk_size", "", "actions per chunk (executor, expert); must match the checkpoint"),
+    ("device", "", "torch device of the model: cpu, cuda, ..."),
+    ("dtype", "", "model dtype: float32 or bfloat16"),
+    ("config_dir", "", "directory with policy.yaml, executor.yaml, sim.yaml, expert.yaml (default: installed)"),
+    # Passed to so100_driver's launch when use_sim is false.
+    ("port", "/dev/ttyACM0", "serial device of the SO-100 bus"),
+    ("calibration_file", "", "LeRobot calibration JSON of the arm"),
+    ("use_mock_hardware", "false", "driver with mock hardware (no arm)"),
+    ("command_controllers", "forward", "driver command controllers: forward (what the executor uses) or trajectory"),
+]
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("true", "1", "yes", "on")
+
+
+def _graph(context):
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    def optional(name: str, convert=str):
+        text = value(name)
+        return convert(text) if text else None
+
+    cameras = [topic.strip() for topic in value("cameras").strip("[]").split(",") if topic.strip()]
+    options = GraphOptions(
+        sim=_is_true(value("use_sim")),
+        policy=value("policy"),
+        checkpoint=optional("checkpoint"),
+        instruction=optional("instruction"),
+        mode=optional("mode"),
+        g=optional("g", float),
+        control_rate=optional("control_rate", float),
+        chunk_size=optional("chunk_size", int),
+        cameras=tuple(cameras) if cameras else None,
+        device=optional("device"),
+        dtype=optional("dtype"),
+    )
+    config_dir = value("config_dir") or PathJoinSubstitution([FindPackageShare("smolvla_ros"), "config"]).perform(
+        context
+    )
+    actions = []
+    if not options.sim:
+        driver_launch = PathJoinSubstitution([FindPackageShare("so100_driver"), "launch", "so100_driver.launch.py"])
+        actions.append(
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(driver_launch),
+                launch_arguments={
+                    name: LaunchConfiguration(name)
+                    for name in ("port", "calibration_file", "use_mock_hardware", "command_controllers")
+                }.items(),
+            )
+        )
+    for plan in graph_plan(options):
+        actions.append(
+            Node(
+                package="smolvla_ros",
+                executable=plan.executable,
+                name=plan.node_name,
+                parameters=[os.path.join(config_dir, plan.params_file), dict(plan.parameters)],
+                output="screen",
+                emulate_tty=True,
+                # Like smolvla_launch: without its policy or executor the graph is useless; stop it all.
+                on_exit=Shutdown(reason=f"{plan.node_name} exited"),
+            )
+        )
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    """The launch arguments (see ARGUMENTS) and the graph, built once the arguments are known."""
+    return LaunchDescription(
+        [
+            *(
+                DeclareLaunchArgument(name, default_value=default, description=text)
+                for name, default, text in ARGUMENTS
+            ),
+            OpaqueFunction(function=_graph),
+        ]
+    )
