@@ -134,12 +134,18 @@ class ExpertPolicyNode(Node):
         latency = self._p["latency"]
         delay = math.ceil(latency / self._dt) if self._p["latency_compensation"] else 0
         actions = self._expert.chunk(obs, int(self._p["chunk_size"]), int(request.observation_tick), delay)
+        if self._expert.replan_reason:
+            phases = ", ".join(segment.name for segment in self._expert.plan(obs) if segment.name)
+            reason = self._expert.replan_reason
+            self.get_logger().info(f"new plan at tick {request.observation_tick} ({reason}): {phases}")
         remaining = job.received + latency - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
         return actions
 
     def _on_result(self, job: _Job, actions: np.ndarray, seconds: float) -> None:
+        if not self.context.ok():  # shutting down (Ctrl-C) while a chunk was computed
+            return
         request = job.request
         self._chunk_id += 1
         self._chunk_pub.publish(
@@ -164,6 +170,8 @@ class ExpertPolicyNode(Node):
         self._publish_status(dropped.request.request.request_id, False, dropped.describe(), 0.0)
 
     def _publish_status(self, request_id: int, ok: bool, reason: str, latency: float) -> None:
+        if not self.context.ok():
+            return
         status = PolicyStatus(request_id=request_id, ok=ok, reason=reason, inference_latency=latency)
         status.header.stamp = seconds_to_time(time.time())
         status.instruction = self._instruction

@@ -19,6 +19,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -192,9 +193,15 @@ class SimArmNode(Node):
         """Keep simulated time with the system clock, one state period per iteration; skip ahead when late."""
         period = 1.0 / self._p["state_rate"]
         deadline = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             with self._lock:
-                self._advance(period)
+                try:
+                    self._advance(period)
+                except RCLError:
+                    # Ctrl-C shuts the context down before main() stops this thread: end quietly.
+                    if self.context.ok():
+                        raise
+                    return
             deadline += period
             lag = time.monotonic() - deadline
             if lag > 0.5:

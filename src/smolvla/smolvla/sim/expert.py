@@ -57,6 +57,10 @@ class ExpertParams:
     pose_tolerance: float = 0.01
     #: Largest gap between the commanded and the measured grasp point that still counts as the same motion.
     reference_tolerance: float = 0.04
+    #: Largest gap between the planned and the measured grasp point before the plan is given up (a reset, a
+    #: collision). Generous: where the executor blends a new plan's first chunk with the old plan's queued actions,
+    #: the arm follows a mix of both for a while.
+    plan_tolerance: float = 0.12
 
     def __post_init__(self) -> None:
         if not 0.001 <= self.control_period <= 1.0:
@@ -180,6 +184,8 @@ class PickPlaceExpert:
         self.kinematics = ArmKinematics(model)
         self._last_chunk: tuple[int, np.ndarray] | None = None
         self._plan: _Trajectory | None = None
+        #: Why the latest chunk started a new plan ("" when it continued the previous one).
+        self.replan_reason = ""
 
     def plan(self, obs: ExpertObservation, start_q: np.ndarray | None = None) -> list[Segment]:
         """The remaining motion as segments of the grasp point, from the arm pose start_q (default: observed).
@@ -256,13 +262,26 @@ class PickPlaceExpert:
             raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
         skip = min(delay_ticks, n - 1) if tick is not None else 0
         arrival = None if tick is None else self._step_at(tick + skip)
-        if arrival is None or not self._plan_holds(obs, tick) or arrival >= self._plan.last_step:
+        if arrival is None:
+            self.replan_reason = "no plan covers this tick"
+        elif arrival >= self._plan.last_step:
+            self.replan_reason = "the plan is finished"
+        else:
+            self.replan_reason = self._plan_disagreement(obs, tick)
+        if self.replan_reason:
             start_q = obs.joint_positions[:5].copy()
             if arrival is not None:
                 held_pose = self._plan.pose(arrival)
                 if self._gap(held_pose, start_q) < self.params.reference_tolerance:
                     start_q = held_pose
-            self._plan = _Trajectory(self, obs, start_q)
+            # The executor blends a new chunk with the old one's queued actions where they overlap; until those run
+            # out the arm is pulled toward the old plan, so the grasp waits above the cube for them.
+            # None when the executor restarted its ticks (its queue was cleared); an arm far off the old plan means
+            # it was moved (reset), so nothing of that plan is queued either.
+            queued = 0
+            if arrival is not None and not self.replan_reason.startswith(_ARM_OFF_PLAN):
+                queued = self._last_chunk[0] + n - 1 - (tick + skip)
+            self._plan = _Trajectory(self, obs, start_q, grasp_after=max(0, queued) * self.params.control_period)
             arrival = 0
         steps = np.minimum(arrival + np.maximum(0, np.arange(1, n + 1) - skip), self._plan.last_step)
         if tick is not None:
@@ -284,24 +303,31 @@ class PickPlaceExpert:
         kin = self.kinematics
         return float(np.linalg.norm(kin.grasp_point(np.r_[q_a, 0.0]) - kin.grasp_point(np.r_[q_b, 0.0])))
 
-    def _plan_holds(self, obs: ExpertObservation, tick: int) -> bool:
-        """Does the observation at `tick` agree with the plan step the arm was given at that tick?"""
+    def _plan_disagreement(self, obs: ExpertObservation, tick: int) -> str:
+        """Why the observation at `tick` contradicts the plan step the arm was given then ("" when it agrees)."""
         step = self._step_at(tick)
         if step is None:
-            return False
+            return "the observation is older than the latest chunk"
         plan, p = self._plan, self.params
-        if self._gap(plan.pose(step), obs.joint_positions[:5]) > p.reference_tolerance:
-            return False
+        # The arm lags its commands (more during fast joint-space moves), so compare with the recent steps too.
+        lag_steps = int(np.ceil(_LAG_ALLOWANCE / p.control_period))
+        gap = min(self._gap(plan.pose(i), obs.joint_positions[:5]) for i in range(max(0, step - lag_steps), step + 1))
+        if gap > p.plan_tolerance:
+            return f"{_ARM_OFF_PLAN} {100 * gap:.1f} cm from its planned pose"
         point = self.kinematics.grasp_point(obs.joint_positions)
         near = np.linalg.norm(obs.cube_position - point) < p.in_hand_tolerance
         held = near and obs.joint_positions[5] < p.jaw_holding
         if plan.grasp_end is not None and step < plan.grasp_end:
-            return bool(np.linalg.norm(obs.cube_position - plan.cube) < 0.01)
+            moved = np.linalg.norm(obs.cube_position - plan.cube)
+            return f"the cube moved {100 * moved:.1f} cm" if moved > 0.01 else ""
         if plan.grasp_end is not None and plan.grasp_end + _GRASP_GRACE_STEPS <= step < plan.release_start:
-            return bool(held)
-        return True
+            return "" if held else "the cube is not in the gripper"
+        return ""
 
 
+_ARM_OFF_PLAN = "the arm is"
+#: Seconds the measured arm may trail its planned pose and still count as following the plan.
+_LAG_ALLOWANCE = 0.6
 #: Steps after the end of the closing hold before the cube must show as held.
 _GRASP_GRACE_STEPS = 3
 
@@ -309,7 +335,9 @@ _GRASP_GRACE_STEPS = 3
 class _Trajectory:
     """One plan sampled at the control period: step 0 is the start pose, poses are solved lazily in order."""
 
-    def __init__(self, expert: PickPlaceExpert, obs: ExpertObservation, start_q: np.ndarray) -> None:
+    def __init__(
+        self, expert: PickPlaceExpert, obs: ExpertObservation, start_q: np.ndarray, grasp_after: float = 0.0
+    ) -> None:
         self._kin = expert.kinematics
         p = expert.params
         self.cube = obs.cube_position.copy()
@@ -320,6 +348,10 @@ class _Trajectory:
         self.release_start = 0
         segment_q = start_q
         for seg in expert.plan(obs, start_q):
+            if seg.name == "descend" and elapsed < grasp_after:
+                wait = Segment(start, seg.jaw, duration=grasp_after - elapsed, name="wait")
+                self._timeline.append((grasp_after, grasp_after - elapsed, wait, start, segment_q, None))
+                elapsed = grasp_after
             goal_q = None
             if seg.joint_space:
                 goal_q = self._kin.solve(seg.goal, READY_POSE, iterations=60)
