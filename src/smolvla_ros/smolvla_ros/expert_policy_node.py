@@ -41,6 +41,10 @@ _DEFAULTS: dict[str, object] = {
 }
 
 
+#: Samples kept per input: 5 s at the simulated arm's 100 Hz, longer than any latency a request may wait.
+_HISTORY = 512
+
+
 class ObservationUnavailableError(RuntimeError):
     """No usable joint state or scene sample for the capture time."""
 
@@ -72,8 +76,9 @@ class ExpertPolicyNode(Node):
             build_model(SceneOptions(visual_cell_size=0.0)), ExpertParams(control_period=self._dt)
         )
         self._chunk_id = 0
-        self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", capacity=64)
-        self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray]] = SampleHistory("/so101_sim/scene", capacity=64)
+        self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", capacity=_HISTORY)
+        self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray]]
+        self._scenes = SampleHistory("/so101_sim/scene", capacity=_HISTORY)
 
         self._chunk_pub = self.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
         self._status_pub = self.create_publisher(PolicyStatus, "/smolvla/policy_status", 10)
