@@ -129,7 +129,7 @@ class LoadedCheckpoint:
     raw_config: dict
     model: SmolVLAModel
     directory: Path
-    unused_tensors: dict[str, Path]
+    unused_tensors: dict[str, tuple[str, Path]]
 
 
 def read_backbone_config(directory: Path, vlm_model_name: str) -> BackboneConfig:
@@ -176,8 +176,8 @@ def load_checkpoint(name_or_path: str | Path, dtype: torch.dtype) -> LoadedCheck
     match_tensors(str(name_or_path), renamed, expected, optional=UNUSED_PUBLISHED)
     internal_of = {internal_to_published(k): k for k in model.state_dict()}
     load_tensors(model, {internal_of[k]: (original_key[k], weights_path) for k in expected})
-    unused = {k: weights_path for k in UNUSED_PUBLISHED if k in renamed}
-    return LoadedCheckpoint(config, raw, model, directory, {k: v for k, v in unused.items()})
+    unused = {k: (original_key[k], weights_path) for k in UNUSED_PUBLISHED if k in renamed}
+    return LoadedCheckpoint(config, raw, model, directory, unused)
 
 
 def save_checkpoint(
@@ -199,12 +199,13 @@ def save_checkpoint(
     (directory / BACKBONE_JSON).write_text(json.dumps(config.backbone.to_dict(), indent=2) + "\n")
 
 
-def read_unused_tensors(unused: dict[str, Path]) -> dict[str, Tensor]:
-    """Load the published-but-unused tensors (lm_head) from their source file, to write them back on save."""
+def read_unused_tensors(unused: dict[str, tuple[str, Path]]) -> dict[str, Tensor]:
+    """Load the published-but-unused tensors (lm_head) from their source file, to write them back on save:
+    published name -> (name in the file, file)."""
     out = {}
-    for key, file in unused.items():
+    for name, (key, file) in unused.items():
         with safe_open(str(file), framework="pt") as f:
-            out[key] = f.get_tensor(key)
+            out[name] = f.get_tensor(key)
     return out
 
 

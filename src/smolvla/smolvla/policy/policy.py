@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,9 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from .configuration import SmolVLAConfig
+from .configuration import BackboneConfig, SmolVLAConfig
 from .modeling import SmolVLAModel
-from .processing import Normalizer, pad_vector, preprocess_images, tokenize
+from .processing import Normalizer, pad_vector, preprocess_images, resize_with_pad, tokenize
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -54,7 +55,7 @@ class SmolVLAPolicy:
         *,
         device: str | torch.device = "cpu",
         raw_config: dict | None = None,
-        unused_tensors: dict[str, Path] | None = None,
+        unused_tensors: dict[str, tuple[str, Path]] | None = None,
     ) -> None:
         normalizer.check(config)
         if len(tokenizer) > config.backbone.vocab_size:
@@ -110,10 +111,6 @@ class SmolVLAPolicy:
         the backbone (first `num_vlm_layers` text layers), expert and projections freshly initialised as LeRobot
         does. `config` gives everything but the backbone, whose hyper-parameters come from its config.json;
         `normalizer` defaults to identity statistics (set the dataset's before training)."""
-        import json
-
-        from .configuration import BackboneConfig
-
         directory = ckpt.resolve_repo(name_or_path)
         backbone = BackboneConfig.from_hf_config(json.loads((directory / "config.json").read_text()))
         config = (config or SmolVLAConfig()).replace(backbone=backbone, vlm_model_name=str(name_or_path))
@@ -289,8 +286,6 @@ class SmolVLAPolicy:
         steps past the episode end. The loss averages (noise - actions - v)^2 over the real action dims of the
         steps inside the episode only. One joint pass over prefix and action tokens, as in training the reference.
         """
-        from .processing import resize_with_pad
-
         cfg = self.config
         b = state.shape[0]
         if actions.shape != (b, cfg.chunk_size, cfg.action_dim):
