@@ -21,8 +21,6 @@ import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
-TEST_DIR = Path(__file__).resolve().parent
-
 
 class RosHarness:
     """A private rclpy context with an executor, for driving test-side nodes and waiting on conditions."""

@@ -1,12 +1,14 @@
 """The interfaces work between two processes over real DDS: an ActionChunk arrives intact, SetInstruction refuses
 an empty instruction and accepts a valid one."""
 
+from pathlib import Path
+
 import pytest
 
-from conftest import TEST_DIR
 from smolvla_msgs.msg import ActionChunk
 from smolvla_msgs.srv import SetInstruction
 
+TEST_DIR = Path(__file__).resolve().parent
 pytestmark = pytest.mark.ros
 
 

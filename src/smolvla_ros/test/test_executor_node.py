@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +15,10 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from conftest import TEST_DIR
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus
 from smolvla_ros.chunk_messages import chunk_to_msg
 
+TEST_DIR = Path(__file__).resolve().parent
 pytestmark = pytest.mark.ros
 
 CONFIG = TEST_DIR.parents[2] / "config" / "executor.yaml"
