@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--success-limit", type=float, default=30.0, help="first cube within this many seconds")
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
+    parser.add_argument(
+        "--tick-clock",
+        choices=("wall", "action"),
+        default="wall",
+        help="executor tick clock; action: a chunk continues after the last executed action (the paper's sync)",
+    )
     parser.add_argument("--cameras", action="store_true", help="render the cameras (the expert does not use them)")
     parser.add_argument("--log", type=Path, default=Path("outputs/eval_async_nodes.log"))
     return parser
@@ -56,9 +62,10 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
         control_rate=args.control_rate,
         extra={
             # The executor's step clamp is per tick: keep the same 3 rad/s whatever the rate.
-            "executor": {"max_step": 3.0 / args.control_rate},
+            "executor": {"max_step": 3.0 / args.control_rate, "tick_clock": args.tick_clock},
             "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras else {"camera_rate": 0.0})},
-            "policy": {"latency": args.latency},
+            # The expert fills the ticks the wall clock drops; with the action clock nothing is dropped.
+            "policy": {"latency": args.latency, "latency_compensation": args.tick_clock == "wall"},
         },
     )
     results = []
@@ -88,7 +95,8 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     print(
         f"policy side: scripted expert with {args.latency:.2f} s artificial latency (stands in for SmolVLA), "
-        f"{args.control_rate:g} Hz, n = 50, {args.seeds} seeds x {args.duration:.0f} s per mode; "
+        f"{args.control_rate:g} Hz, n = 50, tick clock {args.tick_clock}, {args.seeds} seeds x {args.duration:.0f} s "
+        "per mode; "
         f"load average {load_before[0]:.2f}",
         flush=True,
     )
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "latency": args.latency,
         "control_rate": args.control_rate,
+        "tick_clock": args.tick_clock,
         "threshold": args.threshold,
         "seeds": args.seeds,
         "duration": args.duration,

@@ -20,6 +20,7 @@ from lifecycle_msgs.srv import ChangeState
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -48,7 +49,9 @@ class SimSession:
         self._own_context = domain_context is None
         self._context = domain_context or Context()
         if self._own_context:
-            rclpy.init(context=self._context)
+            # No rclpy signal handler: Ctrl-C must reach the caller (and the launcher's cleanup) as
+            # KeyboardInterrupt instead of silently shutting this context down.
+            rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("sim_session", context=self._context)
         self._lock = threading.Lock()
         self._success = False
