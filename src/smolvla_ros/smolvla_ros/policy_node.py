@@ -42,6 +42,7 @@ PARAMETERS: dict[str, object] = {
     "device": "cpu",
     "dtype": "float32",
     "compile": False,
+    "torch_threads": 0,
     "warmup": True,
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
@@ -90,6 +91,11 @@ class PolicyNode(Node):
         self._log_limiter = RateLimiter(p["error_log_interval"])
 
         from smolvla.policy import SmolVLAPolicy  # torch is slow to import; only the node needs it
+
+        if p["torch_threads"] > 0:
+            import torch
+
+            torch.set_num_threads(p["torch_threads"])
 
         self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({p['dtype']})")
         policy = SmolVLAPolicy.from_pretrained(
