@@ -17,6 +17,7 @@ from smolvla_ros.launcher import (
     Launcher,
     NodeSpec,
     find_config,
+    find_executable,
     format_parameter,
     graph_nodes,
     graph_plan,
@@ -280,3 +281,30 @@ def test_cli_dry_run_and_errors(config_dir, capsys):
     assert "g must be within" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--set", "nodot=1"])
+
+
+@pytest.mark.ros
+def test_smolvla_launch_runs_the_simulated_graph_and_stops_it_cleanly_on_ctrl_c(ros, tmp_path):
+    from std_msgs.msg import Float64MultiArray
+
+    from smolvla_msgs.msg import ActionChunk
+
+    commands, chunks = [], []
+    node = ros.node("launch_probe")
+    node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", commands.append, 10)
+    node.create_subscription(ActionChunk, "/smolvla/action_chunk", chunks.append, 10)
+    log_path = tmp_path / "smolvla_launch.log"
+    argv = [find_executable("smolvla_launch"), "--sim", "--policy", "expert", "--set", "robot.camera_rate=0.0"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            ros.wait_for(lambda: len(chunks) >= 2 and len(commands) >= 60, 90.0, "chunks and commands from the graph")
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(30)
+    out = log_path.read_text()
+    assert process.returncode == 0, out
+    for label in ("robot", "policy", "executor"):
+        assert f"[launch  ] {label} exited with code 0" in out, out
+    assert "[executor] " in out and "[policy  ] " in out and "[robot   ] " in out
+    assert "killing" not in out
