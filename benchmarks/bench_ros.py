@@ -261,9 +261,7 @@ def measure_overhead(args, workdir: Path, log) -> dict:
             "round_trip_ms": percentiles(round_trips),
             "model_ms": percentiles(model),
             "requests_without_chunk": len(failed),
-            "reasons_without_chunk": sorted(
-                {reason.split(":")[0] + ": " + reason.split(": ", 1)[-1][:60] for reason in failed}
-            ),
+            "reasons_without_chunk": sorted({reason[:100] for reason in failed}),
             "others_cpu_share": round(others, 3),
         }
     return result
