@@ -78,10 +78,10 @@ def chunked_vision_attention(
     """Vision-tower attention for bfloat16 on CPU (transformers attention interface, (B, H, L, D) inputs).
 
     Without AMX, PyTorch's CPU flash-attention kernel runs the 1024-token SigLIP attention at about a third of the
-    speed of plain bf16 matrix products. This computes one head at a time with two bf16 GEMMs and a float32
-    softmax, so the (L, L) scores stay small enough to be reused from the allocator and the caches. The logits are
-    rounded to bf16 by the first GEMM (the fused kernel keeps them in float32): an error of the order of bf16
-    rounding. Masked or training calls fall back to SDPA.
+    speed of plain bf16 matrix products. This computes one head at a time with two bf16 GEMMs and a softmax
+    computed in float32, so the (L, L) scores stay small enough to be reused from the allocator and the caches.
+    The logits are rounded to bf16 by the first GEMM (the fused kernel keeps them in float32): an error of the
+    order of bf16 rounding. Masked or training calls fall back to SDPA.
     """
     if attention_mask is not None or (dropout and module.training) or query.requires_grad:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -92,7 +92,9 @@ def chunked_vision_attention(
     for b in range(query.shape[0]):
         for h in range(query.shape[1]):
             scores = torch.matmul(query[b, h] * scale, key[b, h].transpose(0, 1))
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            # For bf16 input the softmax kernel computes in float32 and rounds its output once: the same values
+            # as a float32 softmax cast back, without materialising the float32 copy.
+            probs = torch.softmax(scores, dim=-1)
             torch.matmul(probs, value[b, h], out=out[b, h])
     return out.transpose(1, 2), None
 
