@@ -6,6 +6,7 @@ messages between policy and executor.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from PIL import Image as PILImage
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
@@ -29,7 +31,8 @@ JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_ro
 Q0 = np.array([0.1, -0.2, 0.3, 0.0, 0.5, 0.2])
 N = 30
 RATE = 30.0
-CAMERAS = ["/camera/front/image_raw", "/camera/wrist/image_raw"]
+# The wrist camera arrives JPEG-compressed (image_transport's naming), the front camera raw.
+CAMERAS = ["/camera/front/image_raw", "/camera/wrist/image_raw/compressed"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,11 @@ class Peer:
         self.executor_status: ExecutorStatus | None = None
         self.diagnostics: list[DiagnosticStatus] = []
         self.state_pub = self.node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
-        self.camera_pubs = [self.node.create_publisher(Image, t, qos_profile_sensor_data) for t in CAMERAS]
+        self.front_pub = self.node.create_publisher(Image, CAMERAS[0], qos_profile_sensor_data)
+        self.wrist_pub = self.node.create_publisher(CompressedImage, CAMERAS[1], qos_profile_sensor_data)
+        jpeg = io.BytesIO()
+        PILImage.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(jpeg, format="JPEG")
+        self.wrist_jpeg = jpeg.getvalue()
         self.chunk_pub = self.node.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
         self.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", self.on_command, 10)
         self.node.create_subscription(ChunkRequest, "/smolvla/chunk_request", self.on_request, 10)
@@ -76,11 +83,12 @@ class Peer:
 
     def publish_images(self) -> None:
         channels = {"rgb8": 3, "mono16": 2}[self.encoding]
-        for k, pub in enumerate(self.camera_pubs):
-            msg = Image(height=48, width=64, encoding=self.encoding, step=64 * channels)
-            msg.data = bytes([40 + 80 * k]) * (48 * 64 * channels)
-            msg.header.stamp = self.now_stamp()
-            pub.publish(msg)
+        front = Image(height=48, width=64, encoding=self.encoding, step=64 * channels, data=bytes(48 * 64 * channels))
+        front.header.stamp = self.now_stamp()
+        self.front_pub.publish(front)
+        wrist = CompressedImage(format="jpeg", data=self.wrist_jpeg)
+        wrist.header.stamp = front.header.stamp
+        self.wrist_pub.publish(wrist)
 
     def on_command(self, msg: Float64MultiArray) -> None:
         self.position = np.array(msg.data)  # an ideal position-controlled arm
@@ -172,6 +180,7 @@ def test_chunks_flow_commands_at_rate_and_instruction_changes(ros, processes, ch
     values = {kv.key: kv.value for kv in peer.diagnostics[-1].values}
     assert values["instruction"] == "stack the red block"
     assert float(values["age of /camera/front/image_raw [s]"]) < 1.0
+    assert float(values["age of /camera/wrist/image_raw/compressed [s]"]) < 1.0
     assert peer.diagnostics[-1].level == DiagnosticStatus.OK
 
     assert policy.poll() is None and executor.poll() is None
