@@ -53,6 +53,7 @@ class ExpertParams:
     #: Distances that decide the phase.
     at_target_tolerance: float = 0.012
     in_hand_tolerance: float = 0.03
+    #: Gripper within this distance (xy) of the place position: lower without lifting and carrying first.
     column_tolerance: float = 0.012
     pose_tolerance: float = 0.01
     #: Largest gap between the commanded and the measured grasp point that still counts as the same motion.
@@ -211,16 +212,15 @@ class PickPlaceExpert:
 
         grasp = cube + [0.0, 0.0, p.grasp_above_centre]
         hover = cube + [0.0, 0.0, p.hover_above_centre]
-        in_column = (
-            np.linalg.norm(point[:2] - cube[:2]) < p.column_tolerance and grasp[2] - 0.01 < point[2] < hover[2] + 0.01
-        )
         segments: list[Segment] = []
         if np.linalg.norm(point - grasp) > p.pose_tolerance:
-            if not in_column:
-                if point[2] < hover[2] - 0.01:
-                    # Rise first: a sideways move at cube height would sweep the cube away.
-                    segments.append(Segment(np.asarray([*point[:2], hover[2]]), p.jaw_open, p.careful_speed))
-                segments.append(Segment(hover, p.jaw_open, joint_space=True, name="hover"))
+            if point[2] < hover[2] - 0.01:
+                # Rise first: a sideways move at cube height would sweep the cube away.
+                segments.append(Segment(np.asarray([*point[:2], hover[2]]), p.jaw_open, p.careful_speed))
+            # Always through the joint-space hover pose (from the ready-pose IK seed), also when the gripper is
+            # already above the cube: after a carry the wrist can be near its limits, where the jaws no longer
+            # close square to the cube.
+            segments.append(Segment(hover, p.jaw_open, joint_space=True, name="hover"))
             segments.append(Segment(grasp, p.jaw_open, p.careful_speed, name="descend"))
         segments.append(Segment(grasp, p.jaw_closed, duration=p.close_time, name="close"))
         return segments + self._carry(grasp, grasp - cube, target)
@@ -265,7 +265,10 @@ class PickPlaceExpert:
         if arrival is None:
             self.replan_reason = "no plan covers this tick"
         elif arrival >= self._plan.last_step:
-            self.replan_reason = "the plan is finished"
+            # Plan again only from an observation taken after the plan's last step was played: an older one still
+            # shows the motion under way, and planning from it would repeat the motion's end (lower the cube again).
+            ended = self._plan.end_tick is not None and tick >= self._plan.end_tick
+            self.replan_reason = "the plan is finished" if ended else ""
         else:
             self.replan_reason = self._plan_disagreement(obs, tick)
         if self.replan_reason:
@@ -286,6 +289,9 @@ class PickPlaceExpert:
         steps = np.minimum(arrival + np.maximum(0, np.arange(1, n + 1) - skip), self._plan.last_step)
         if tick is not None:
             self._last_chunk = (tick + 1, steps)
+            last = np.nonzero(steps >= self._plan.last_step)[0]
+            if last.size and self._plan.end_tick is None:
+                self._plan.end_tick = tick + 1 + int(last[0])
         actions = np.empty((n, len(JOINT_NAMES)))
         for i, step in enumerate(steps):
             actions[i, :5] = self._plan.command(step)
@@ -372,6 +378,8 @@ class _Trajectory:
         if self.grasp_end is not None and self.release_start < self.grasp_end:
             self.release_start = self.grasp_end
         self.last_step = int(np.ceil(elapsed / p.control_period))
+        #: Tick at which the last step is played (set by the chunk that reaches it).
+        self.end_tick: int | None = None
         self.jaw = np.empty(self.last_step + 1)
         self._dt = p.control_period
         self._poses = [start_q.copy()]
