@@ -14,6 +14,7 @@ Every node is the installed executable started by smolvla_ros.launcher. Prints t
 (os.getloadavg and the CPU share of other processes) and ends with one JSON line.
 
 Usage: python benchmarks/bench_ros.py [--seconds 15] [--requests 40] [--model full|tiny] [--rate 30]
+       FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA python benchmarks/bench_ros.py   (Fast DDS large-data transports)
 """
 
 from __future__ import annotations
@@ -321,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
+    transports = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default")
     print(f"machine: {os.cpu_count()} CPUs, load average before {load_before[0]:.2f} {load_before[1]:.2f}")
+    print(f"Fast DDS builtin transports: {transports} (FASTDDS_BUILTIN_TRANSPORTS, inherited by the nodes)")
     with tempfile.TemporaryDirectory(prefix="bench_ros_") as tmp:
         workdir = Path(tmp)
         with open(workdir / "nodes.log", "w") as log:
@@ -340,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "bench_ros",
         "rate_hz": args.rate,
         "jitter_model": args.model,
+        "fastdds_builtin_transports": transports,
         "jitter_ms": jitter,
         "overhead": overhead,
         "cpus": os.cpu_count(),
