@@ -80,12 +80,6 @@ class SampleHistory(Generic[T]):
         with self._lock:
             return self._stamps[0] if self._stamps else None
 
-    def clear(self) -> None:
-        """Forget every sample."""
-        with self._lock:
-            self._stamps.clear()
-            self._samples.clear()
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._stamps)
