@@ -146,7 +146,10 @@ def read_backbone_config(directory: Path, vlm_model_name: str) -> BackboneConfig
 
 def new_model(config: SmolVLAConfig, dtype: torch.dtype) -> SmolVLAModel:
     """A model with uninitialised weights (to be loaded), VLM and expert in `dtype`."""
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
 
     with no_init_weights():
         model = SmolVLAModel(config)
