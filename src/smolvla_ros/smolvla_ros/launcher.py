@@ -350,7 +350,8 @@ class GraphOptions:
     sim: start the simulated arm (sim_arm_node, config/sim.yaml) instead of expecting a real robot's driver.
     policy: "smolvla" (policy_node, config/policy.yaml) or "expert" (expert_policy_node, config/expert.yaml).
     mode: executor mode (sync, async, continuous, auto); g: its threshold.
-    chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's.
+    chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's. When None
+        and the checkpoint is a local directory, its config.json's chunk_size is used.
     cameras: camera topics for the policy in priority order (global view, wrist, side).
     extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor).
     """
@@ -389,6 +390,20 @@ class NodePlan:
     parameters: Mapping[str, object]
 
 
+def checkpoint_chunk_size(checkpoint: str) -> int | None:
+    """The chunk size in a local checkpoint's config.json (LeRobot layout), or None (hub id, no such field).
+
+    Lets the executor's chunk_size follow the checkpoint when none was given: a mismatch makes the executor's
+    threshold g count in the wrong unit.
+    """
+    config = Path(checkpoint).expanduser() / "config.json"
+    try:
+        value = json.loads(config.read_text()).get("chunk_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def graph_plan(options: GraphOptions) -> list[NodePlan]:
     """Which nodes to start with which overrides: [simulated arm,] policy or expert, executor.
 
@@ -408,8 +423,11 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
     if options.cameras is not None and not 1 <= len(options.cameras) <= 3:
         raise ValueError(f"give 1 to 3 camera topics, got {len(options.cameras)}")
 
+    chunk_size = options.chunk_size
+    if chunk_size is None and options.policy == "smolvla" and options.checkpoint:
+        chunk_size = checkpoint_chunk_size(options.checkpoint)
     rate = {} if options.control_rate is None else {"control_rate": float(options.control_rate)}
-    chunk = {} if options.chunk_size is None else {"chunk_size": int(options.chunk_size)}
+    chunk = {} if chunk_size is None else {"chunk_size": int(chunk_size)}
     plans: list[NodePlan] = []
     if options.sim:
         plans.append(NodePlan("robot", "sim_arm_node", "so101_sim", "sim.yaml", {**rate}))

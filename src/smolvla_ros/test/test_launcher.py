@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -241,6 +242,20 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
     expert = graph_nodes(GraphOptions(policy="expert", chunk_size=50, config_dir=config_dir))
     assert [Path(s.command[0]).name for s in expert] == ["expert_policy_node", "executor_node"]
     assert expert[0].parameters == {"chunk_size": 50} and expert[0].params_file == config_dir / "expert.yaml"
+
+
+def test_executor_chunk_size_follows_a_local_checkpoint(tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"type": "smolvla", "chunk_size": 30}))
+    executor = graph_plan(GraphOptions(checkpoint=str(checkpoint)))[-1]
+    assert executor.parameters == {"chunk_size": 30}
+    given = graph_plan(GraphOptions(checkpoint=str(checkpoint), chunk_size=20))[-1]
+    assert given.parameters == {"chunk_size": 20}  # an explicit size wins
+    hub = graph_plan(GraphOptions(checkpoint="lerobot/smolvla_base"))[-1]
+    assert hub.parameters == {}  # nothing to read locally: the executor's parameter file decides
+    (checkpoint / "config.json").write_text("not json")
+    assert graph_plan(GraphOptions(checkpoint=str(checkpoint)))[-1].parameters == {}
 
 
 def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
