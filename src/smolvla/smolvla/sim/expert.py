@@ -261,6 +261,10 @@ class PickPlaceExpert:
         if delay_ticks < 0:
             raise ValueError(f"delay_ticks must be >= 0, got {delay_ticks}")
         skip = min(delay_ticks, n - 1) if tick is not None else 0
+        if tick is not None and self._last_chunk is not None and tick + 1 < self._last_chunk[0]:
+            # Ticks went back: the executor restarted (e.g. deactivated and activated around a reset) and its
+            # queue was cleared; nothing of the old plan will be played.
+            self._last_chunk = None
         arrival = None if tick is None else self._step_at(tick + skip)
         if arrival is None:
             self.replan_reason = "no plan covers this tick"

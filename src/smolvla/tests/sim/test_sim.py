@@ -133,3 +133,19 @@ def test_async_execution_finishes_sooner_than_sync(sim):
     asynchronous = [_run_expert(sim, expert, seed, 50, 10, 0.7) for seed in range(3)]
     assert all(ok for ok, _ in sync + asynchronous)
     assert np.mean([t for _, t in asynchronous]) < np.mean([t for _, t in sync]) - 0.3, (sync, asynchronous)
+
+
+def test_expert_continues_its_plan_and_starts_over_when_ticks_restart(sim):
+    sim.reset(1)
+    expert = PickPlaceExpert(sim.model)
+    state = sim.scene_state()
+    obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position)
+    first = expert.chunk(obs, 20, tick=100)
+    assert expert.replan_reason == "no plan covers this tick"
+    # Same observation ten ticks later: the arm is still within reach of the plan, so the plan continues.
+    continued = expert.chunk(obs, 20, tick=110)
+    assert expert.replan_reason == ""
+    np.testing.assert_allclose(continued[:10], first[10:])
+    # The executor restarted (ticks back at 0): the old plan is not being played any more.
+    expert.chunk(obs, 20, tick=0)
+    assert expert.replan_reason == "no plan covers this tick"
