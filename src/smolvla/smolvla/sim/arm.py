@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+import mujoco
 import numpy as np
 
-# Headless rendering: MuJoCo picks its GL backend when first imported, so this must precede the import.
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
-
-import mujoco  # noqa: E402
-
-from smolvla.sim.scene import (  # noqa: E402
+from smolvla.sim.scene import (
     CAMERA_NAMES,
     CUBE_BODY,
     JOINT_NAMES,
@@ -21,7 +15,7 @@ from smolvla.sim.scene import (  # noqa: E402
     SceneOptions,
     build_model,
 )
-from smolvla.sim.task import Layout, PlacementJudge, sample_layout  # noqa: E402
+from smolvla.sim.task import Layout, PlacementJudge, sample_layout
 
 #: Home pose: the shipped env's zero arm pose with the jaw open.
 HOME_POSITION = np.asarray([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
