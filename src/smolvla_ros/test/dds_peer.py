@@ -2,6 +2,7 @@
 
 import rclpy
 from builtin_interfaces.msg import Duration
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectoryPoint
 
@@ -47,8 +48,8 @@ def main() -> None:
     node = Peer()
     try:
         rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C: rclpy's own handler may have shut the context down first
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
