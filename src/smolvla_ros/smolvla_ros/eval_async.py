@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tick-clock",
         choices=("wall", "action"),
-        default="wall",
+        default="action",
         help="executor tick clock; action: a chunk continues after the last executed action (the paper's sync)",
     )
     parser.add_argument("--cameras", action="store_true", help="render the cameras (the expert does not use them)")

@@ -13,19 +13,15 @@ without a lifecycle manager) the node configures and activates itself at start; 
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import NameValidationException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -33,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from smolvla.async_inference import AsyncActionQueue, CommandSafety, QueueConfig, QueueStatus
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.node_runner import run_node
 
 NODE_NAME = "smolvla_executor"
 OUTPUTS = ("position", "trajectory")
@@ -59,7 +56,7 @@ PARAMETERS: dict[str, object] = {
     "max_in_flight": 1,
     "request_timeout": 10.0,
     "failure_backoff": 0.2,
-    "tick_clock": "wall",
+    "tick_clock": "action",
     "output": "position",
     "joint_state_topic": "/joint_states",
     "command_topic": "/forward_position_controller/commands",
@@ -191,10 +188,15 @@ class ExecutorNode(LifecycleNode):
         self._shut_down = True  # the publishers stay until destroy_node(), which follows
         return TransitionCallbackReturn.SUCCESS
 
-    @property
-    def shut_down(self) -> bool:
-        """True once the shutdown transition ran (from any state)."""
-        return self._shut_down
+    def autostart_transitions(self) -> None:
+        """With `autostart`, configure and activate now, as a lifecycle manager would."""
+        if self.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def close(self) -> None:
+        """Hold and stop commanding (the shutdown transition), unless a lifecycle manager already shut it down."""
+        if not self._shut_down:
+            self.trigger_shutdown()
 
     def _hold(self, why: str) -> None:
         with self._control_lock:
@@ -362,31 +364,10 @@ def _diagnostic_level(active: bool, s: QueueStatus, state_age: float, state_time
     return DiagnosticStatus.OK, f"running: queue {s.queue_length}/{s.chunk_size}, g = {s.threshold:.2f}"
 
 
-def main(args: list[str] | None = None) -> None:
-    # Own signal handling: on Ctrl-C / SIGTERM the context must stay up long enough to publish the hold command.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = ExecutorNode()
-    # One thread: every callback is short, and no callback can outlive the shutdown below (the multi-threaded
-    # executor leaves submitted callbacks running after it stops). The locks keep the node correct in a
-    # multi-threaded executor too (e.g. when composed with other nodes).
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-        node.trigger_activate()
-    try:
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        # Stop the callbacks first, then hold and tear down from this thread alone.
-        executor.shutdown()
-        if not node.shut_down:
-            node.trigger_shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `executor_node`."""
+    return run_node(ExecutorNode, NODE_NAME, args, after_start=ExecutorNode.autostart_transitions)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

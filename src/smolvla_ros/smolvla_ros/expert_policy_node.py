@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -28,6 +27,7 @@ from smolvla.sim.scene import JOINT_NAMES, SceneOptions, build_model
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+from smolvla_ros.node_runner import run_node
 
 _DEFAULTS: dict[str, object] = {
     "control_rate": 30.0,
@@ -35,7 +35,7 @@ _DEFAULTS: dict[str, object] = {
     # Seconds from request to published chunk (0: as fast as the expert computes, a few milliseconds).
     "latency": 0.0,
     # Plan for the actions the executor drops on arrival (ticks that passed during the latency).
-    "latency_compensation": True,
+    "latency_compensation": False,
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
 }
@@ -187,22 +187,10 @@ class ExpertPolicyNode(Node):
         self._worker.close()
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     """Entry point of `expert_policy_node`."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertPolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return run_node(ExpertPolicyNode, "expert_policy", args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -10,16 +10,12 @@ as a PolicyStatus saying why there is no chunk. SetInstruction replaces the inst
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from smolvla.images import CompressedImage as CompressedFrame
@@ -29,6 +25,7 @@ from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunne
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+from smolvla_ros.node_runner import run_node
 
 NODE_NAME = "smolvla_policy"
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -256,27 +253,7 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `policy_node`: exit 0 after Ctrl-C/SIGTERM, 2 for a configuration or checkpoint error."""
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        node = PolicyNode()
-    except Exception as error:  # configuration or checkpoint: report it plainly and fail the launch
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(error).__name__}: {error}")
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from smolvla.observation import RateLimiter, order_joint_positions
 from smolvla.sim.arm import SimArm
 from smolvla.sim.scene import CAMERA_NAMES, JOINT_NAMES, SceneOptions
 from smolvla_ros.chunk_messages import seconds_to_time
+from smolvla_ros.node_runner import run_node
 
 _DEFAULTS: dict[str, object] = {
     "image_width": 256,
@@ -222,22 +223,10 @@ def _header(stamp: Time, frame_id: str) -> Header:
     return Header(stamp=stamp, frame_id=frame_id)
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     """Entry point of `sim_arm_node`."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimArmNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return run_node(SimArmNode, "so101_sim", args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -53,7 +53,7 @@ class QueueConfig:
     failure_backoff: float = 0.2
     latency_window: int = 20
     latency_quantile: float = 0.9
-    tick_clock: str = "wall"
+    tick_clock: str = "action"
 
     def __post_init__(self) -> None:
         problems = []

@@ -6,11 +6,12 @@ AsyncActionQueue.tick. The observation captured at tick k yields the chunk for t
 tick; so a chunk requested at tick k never holds an action for a tick that has already been executed at the time
 of the request, and actions for ticks that passed while it was computed are dropped on arrival (and counted).
 
-Which ticks pass is the `tick_clock` setting. "wall" (the contract's default): every call is a tick, also one that
-holds because the queue is empty, so a chunk that arrives after the queue ran dry loses the actions of the held
-ticks. "action": a call that holds does not use up a tick number (it repeats the tick of the held command), so the
-chunk continues from the last executed action, as the reference implementation's action counter and the paper's
-synchronous mode (chunk fully executed after the wait) do. Both are identical while the queue never runs dry.
+Which ticks pass is the `tick_clock` setting. "action" (the default): a call that holds because the queue is empty
+does not use up a tick number (it repeats the tick of the held command), so a chunk that arrives after the queue ran
+dry continues from the last executed action, as the reference implementation's action counter and the paper's
+synchronous mode (chunk fully executed after the wait) do; the arm stood still meanwhile, so that is where the
+chunk's plan picks up. "wall": every call is a tick, also one that holds, so such a chunk loses the actions of the
+held ticks and the arm has to catch up (at the step limit). Both are identical while the queue never runs dry.
 
 Every action that enters the queue leaves it in exactly one counted way: executed at its tick, dropped because its
 tick had passed when its chunk arrived, blended into the queued action for the same tick, or discarded by

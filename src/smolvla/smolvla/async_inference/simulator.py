@@ -78,7 +78,7 @@ def simulate(
     seed: int,
     aggregation: str = "weighted_average",
     similarity_epsilon: float = 0.01,
-    tick_clock: str = "wall",
+    tick_clock: str = "action",
 ) -> SimResult:
     """Run the queue for `duration` simulated seconds and return its figures."""
     dt = 1.0 / rate
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds per run (120)")
     parser.add_argument("--aggregation", default="weighted_average", choices=sorted(AGGREGATIONS))
     parser.add_argument("--epsilon", type=float, default=0.01, help="similarity filter epsilon (normalised)")
-    parser.add_argument("--tick-clock", default="wall", choices=TICK_CLOCKS, help="which ticks advance (wall)")
+    parser.add_argument("--tick-clock", default="action", choices=TICK_CLOCKS, help="which ticks advance (action)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--plot", default="outputs/queue_sim.png", help="PNG to write (outputs/queue_sim.png; '' for none)"

@@ -131,7 +131,10 @@ def test_random_interleavings_execute_each_action_at_its_own_tick_once(
     threshold=st.sampled_from([0.0, 0.5, 0.7, 1.0]),
 )
 def test_simulated_latencies_keep_the_books_balanced(latencies, aggregation, threshold):
-    config = QueueConfig(chunk_size=N, control_period=DT, threshold=threshold, aggregation=aggregation)
+    # Wall clock: the loop index is the tick, so every executed action must be the one encoded for it.
+    config = QueueConfig(
+        chunk_size=N, control_period=DT, threshold=threshold, aggregation=aggregation, tick_clock="wall"
+    )
     queue = AsyncActionQueue(config, [1.0, 1.0])
     arrivals = []
     draw = itertools.cycle(latencies)
