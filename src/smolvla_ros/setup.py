@@ -40,6 +40,7 @@ setup(
             "smolvla_launch = smolvla_ros.launcher:main",
             "smolvla_demo = smolvla_ros.demo:main",
             "smolvla_eval_async = smolvla_ros.eval_async:main",
+            "smolvla_set_instruction = smolvla_ros.set_instruction:main",
         ],
     },
 )

@@ -1,6 +1,8 @@
 """The interfaces work between two processes over real DDS: an ActionChunk arrives intact, SetInstruction refuses
 an empty instruction and accepts a valid one."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,4 +41,24 @@ def test_chunk_and_instruction_service_across_processes(ros, processes):
     assert accepted.accepted
     assert "stack the blocks" in accepted.message
 
+    # The same service from a shell, through the smolvla_set_instruction command in its own process.
+    command = [sys.executable, "-m", "smolvla_ros.set_instruction", "--service", "/set_instruction"]
+    refused_cli = subprocess.run([*command, "  "], capture_output=True, text=True, timeout=60)
+    assert refused_cli.returncode == 1
+    assert "refused: instruction is empty" in refused_cli.stdout
+    accepted_cli = subprocess.run([*command, "wipe the table"], capture_output=True, text=True, timeout=60)
+    assert accepted_cli.returncode == 0, accepted_cli.stdout + accepted_cli.stderr
+    assert "accepted: instruction set: 'wipe the table'" in accepted_cli.stdout
+
     assert processes.stop(peer) == 0
+
+
+def test_set_instruction_command_reports_a_missing_policy():
+    result = subprocess.run(
+        [sys.executable, "-m", "smolvla_ros.set_instruction", "--timeout", "1", "pick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no policy offers /smolvla/set_instruction" in result.stdout
