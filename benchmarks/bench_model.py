@@ -6,7 +6,10 @@ VLM prefix pass / 10 expert steps, the peak RSS during inference, the machine lo
 and the share of the CPUs other processes used while we measured), and the bf16-vs-float32 deviation of the same
 weights. Each configuration runs in its own process so that its peak RSS is its own. The last line is JSON.
 
+With --compile the policy is compiled (`SmolVLAPolicy.compile`) and the first call, which compiles, is reported.
+
 Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
+       [--compile]
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def _peak_rss_gib() -> float:
     return float("nan")
 
 
-def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bool) -> dict:
+def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bool, compile: bool = False) -> dict:
     """Measure one configuration in this process."""
     import numpy as np
     import torch
@@ -77,6 +80,8 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
     # The real tokenizer is not downloaded: instructions are always padded to 48 tokens, so any tokenizer gives
     # the same amount of work.
     policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), dtype=dtype, seed=0)
+    if compile:
+        policy.compile()
     build_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, size=(256, 256, 3), dtype=np.uint8) for _ in range(cameras)]
@@ -84,7 +89,9 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
     instruction = "pick up the red cube and place it in the bowl"
     noise = torch.randn(1, config.chunk_size, config.max_action_dim, generator=torch.Generator().manual_seed(0))
 
+    t0 = time.perf_counter()
     policy.predict_chunk(images, state, instruction, noise=noise)  # warm-up (allocator, oneDNN primitives)
+    first_call_s = time.perf_counter() - t0
     _reset_peak_rss()
     meter = LoadMeter()
     meter.start()
@@ -133,6 +140,8 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
         "loadavg_after": os.getloadavg()[0],
         "other_processes_cpu_share": other_cpu,
         "build_s": build_s,
+        "compiled": compile,
+        "first_call_s": first_call_s,
         "reference_s": REFERENCE_S.get((cameras, dtype)),
     }
     if check_bf16:
@@ -171,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--compile", action="store_true", help="measure the torch.compile'd policy")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         cameras, dtype = args.child.split(":")
-        check = dtype == "float32"
-        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check)))
+        # The compiled encoder has its weights frozen in: no dtype change after compiling.
+        check = dtype == "float32" and not args.compile
+        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, args.compile)))
         return 0
 
     import torch
@@ -194,16 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "python": platform.python_version(),
     }
-    print(f"SmolVLA latency per chunk (450M, random weights, batch 1, chunk 50, 10 steps) on {machine}", flush=True)
+    compiled = " compiled" if args.compile else ""
+    print(f"SmolVLA{compiled} latency per chunk (450M, random weights, batch 1, 50 actions, 10 steps) on {machine}")
     rows = []
     for dtype in args.dtypes:
         for cameras in args.cameras:
             cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}", "--repeats", str(args.repeats)]
-            cmd += ["--threads", str(args.threads)]
+            cmd += ["--threads", str(args.threads)] + (["--compile"] if args.compile else [])
             print(f"measuring {cameras} camera(s), {dtype} ...", flush=True)
             out = subprocess.run(cmd, check=True, capture_output=True, text=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(_table(rows[-1:]).splitlines()[-1], flush=True)
+            if args.compile:
+                print(f"first call (compiles): {rows[-1]['first_call_s']:.1f} s", flush=True)
     print()
     print(_table(rows))
     bf16_errors = [r["bf16_vs_f32_max_rel_err"] for r in rows if "bf16_vs_f32_max_rel_err" in r]

@@ -88,15 +88,30 @@ def chunked_vision_attention(
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    out = torch.empty_like(query)
-    for b in range(query.shape[0]):
-        for h in range(query.shape[1]):
+    return per_head_attention(query, key, value, float(scale)), None
+
+
+# A custom operator so that torch.compile keeps this loop as one opaque call (its own code of the loop is slower)
+# and still compiles the rest of the vision tower into one graph.
+@torch.library.custom_op("smolvla::per_head_attention", mutates_args=())
+def per_head_attention(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
+    """Attention output (B, L, H, D) of (B, H, L, D) inputs, one head at a time (see `chunked_vision_attention`)."""
+    batch, heads, length, head_dim = query.shape
+    out = torch.empty(batch, length, heads, head_dim, dtype=query.dtype, device=query.device)
+    for b in range(batch):
+        for h in range(heads):
             scores = torch.matmul(query[b, h] * scale, key[b, h].transpose(0, 1))
             # For bf16 input the softmax kernel computes in float32 and rounds its output once: the same values
             # as a float32 softmax cast back, without materialising the float32 copy.
             probs = torch.softmax(scores, dim=-1)
-            torch.matmul(probs, value[b, h], out=out[b, h])
-    return out.transpose(1, 2), None
+            torch.matmul(probs, value[b, h], out=out[b, :, h])
+    return out
+
+
+@per_head_attention.register_fake
+def _per_head_attention_shape(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
+    batch, heads, length, head_dim = query.shape
+    return query.new_empty(batch, length, heads, head_dim)
 
 
 VISION_ATTENTION_CPU = "smolvla_chunked_cpu"
