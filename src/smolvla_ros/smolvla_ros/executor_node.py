@@ -1,9 +1,11 @@
 """Action-queue executor node `smolvla_executor`: thin ROS wiring around smolvla.async_inference.
 
-Every control tick (timer at control_rate) it pops one action from AsyncActionQueue, passes it through
-CommandSafety (first command = measured state, joint limits, maximum step, hold on starvation) and publishes it to
-the position controller; when the queue asks for a chunk it publishes a ChunkRequest for the current tick. Chunks
-(ActionChunk) and policy outcomes (PolicyStatus) arrive on other threads and go straight into the thread-safe queue.
+Every control tick (timer at control_rate) runs ControlLoop.step(): with a fresh joint state it pops one action
+from AsyncActionQueue, passes it through CommandSafety (first command = measured state, joint limits, maximum step,
+hold on starvation) and publishes it to the position controller; when the queue asks for a chunk it publishes a
+ChunkRequest for the current tick. Without a joint state younger than `joint_state_timeout` the tick holds: the last
+command again (nothing before the first), no action used up, no chunk request. Chunks (ActionChunk) and policy
+outcomes (PolicyStatus) arrive on other threads and go straight into the thread-safe queue.
 
 Managed node (rclpy lifecycle): commands are sent only while active. Deactivation and shutdown publish one hold
 command (the last command) and log it, then stop commanding. With `autostart: true` (the default, for running
@@ -13,6 +15,7 @@ without a lifecycle manager) the node configures and activates itself at start; 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -26,7 +29,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from smolvla.async_inference import AsyncActionQueue, CommandSafety, QueueConfig, QueueStatus
+from smolvla.async_inference import AsyncActionQueue, CommandSafety, ControlLoop, ControlTick, QueueConfig, QueueStatus
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import run_node
@@ -82,12 +85,8 @@ class ExecutorNode(LifecycleNode):
         self.autostart = bool(self.get_parameter("autostart").value)
         # Serialises control ticks with the hold on deactivation, so no command follows the hold.
         self._control_lock = threading.Lock()
-        self._joint_lock = threading.Lock()
-        self._measured: np.ndarray | None = None
-        self._measured_time = -np.inf
         self._active = False
         self._chunks_invalid = 0
-        self._ticks_without_state = 0
         self._shut_down = False
         self._entities: list[tuple[Callable, object]] = []  # (destroy function, entity), created on configure
 
@@ -138,6 +137,7 @@ class ExecutorNode(LifecycleNode):
             tick_clock=p["tick_clock"],
         )
         self._queue = AsyncActionQueue(config, self._safety.ranges)
+        self._loop = ControlLoop(self._queue, self._safety, p["joint_state_timeout"])
 
     def _create_entities(self, p: dict) -> None:
         def publisher(msg_type, topic: str):
@@ -168,8 +168,7 @@ class ExecutorNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._control_lock:
-            self._queue.clear()
-            self._safety.reset()
+            self._loop.reset()
             self._active = True
         self.get_logger().info("active: commanding the arm, starting from its measured joint state")
         return TransitionCallbackReturn.SUCCESS
@@ -224,18 +223,12 @@ class ExecutorNode(LifecycleNode):
             self._publish_status()
 
     def _control_step(self) -> None:
-        with self._joint_lock:
-            measured = self._measured
-        if measured is None:
-            self._ticks_without_state += 1
-            topic = self._params["joint_state_topic"]
-            self.get_logger().warning(f"waiting for joint states on {topic}", throttle_duration_sec=5.0)
-            return
-        result = self._queue.tick(self._now(), measured)
-        command = self._safety.command(result.action, measured)
-        self._publish_command(command.positions)
-        if result.request is not None:
-            request = result.request
+        tick = self._loop.step(self._now())
+        if tick.command is not None:
+            self._publish_command(tick.command)
+        self._log_joint_state_hold(tick)
+        if tick.request is not None:
+            request = tick.request
             self._request_pub.publish(
                 ChunkRequest(
                     request_id=request.request_id,
@@ -243,6 +236,24 @@ class ExecutorNode(LifecycleNode):
                     capture_stamp=seconds_to_time(request.capture_time),
                     must_go=request.must_go,
                 )
+            )
+
+    def _log_joint_state_hold(self, tick: ControlTick) -> None:
+        topic = self._params["joint_state_topic"]
+        if tick.state.positions is None:
+            self.get_logger().warning(f"waiting for joint states on {topic}", throttle_duration_sec=5.0)
+        elif not tick.state.fresh:
+            held = "holding the last command" if tick.command is not None else "nothing commanded yet"
+            self.get_logger().warning(
+                f"no joint state on {topic} for {tick.state.age:.2f} s (joint_state_timeout "
+                f"{self._loop.joint_states.timeout:g} s): {held}, action queue paused, no chunk requests",
+                throttle_duration_sec=2.0,
+            )
+        elif tick.resumed_after:
+            self.get_logger().info(
+                f"joint states on {topic} are fresh again after {tick.resumed_after} held ticks: "
+                f"resuming the action queue where it stopped ({tick.queue.queue_length} actions queued)",
+                throttle_duration_sec=1.0,
             )
 
     def _publish_command(self, positions: np.ndarray) -> None:
@@ -261,9 +272,7 @@ class ExecutorNode(LifecycleNode):
         except ValueError as error:
             self.get_logger().warning(f"ignoring joint state: {error}", throttle_duration_sec=5.0)
             return
-        with self._joint_lock:
-            self._measured = measured
-            self._measured_time = self._now()
+        self._loop.update_joint_state(measured, self._now())
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = self._now()
@@ -318,6 +327,7 @@ class ExecutorNode(LifecycleNode):
             chunks_received=s.chunks_received,
             chunks_rejected=self._chunks_invalid + s.chunks_unmatched + s.chunks_superseded,
             commands_clamped=self._safety.commands_clamped,
+            ticks_without_joint_state=self._loop.ticks_without_state,
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
         )
@@ -326,15 +336,14 @@ class ExecutorNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         s = self._queue.status()
-        with self._joint_lock:
-            state_age = self._now() - self._measured_time
-        level, message = _diagnostic_level(self._active, s, state_age, self._params["joint_state_timeout"])
+        state = self._loop.joint_states.check(self._now())
+        level, message = _diagnostic_level(self._active, s, state.age, self._loop.joint_states.timeout)
         values = {
-            "joint_state_age": f"{state_age:.3f}",
+            "joint_state_age": f"{state.age:.3f}",
             "invalid_chunks": str(self._chunks_invalid),
             "commands_clamped": str(self._safety.commands_clamped),
             "commands_held": str(self._safety.commands_held),
-            "ticks_without_joint_state": str(self._ticks_without_state),
+            "ticks_without_joint_state": str(self._loop.ticks_without_state),
             **{k: str(v) for k, v in vars(s).items()},
         }
         status = DiagnosticStatus(
@@ -354,8 +363,11 @@ class ExecutorNode(LifecycleNode):
 def _diagnostic_level(active: bool, s: QueueStatus, state_age: float, state_timeout: float) -> tuple[bytes, str]:
     if not active:
         return DiagnosticStatus.WARN, "inactive: holding, not commanding"
+    if state_age == math.inf:
+        return DiagnosticStatus.ERROR, "no joint state received yet: waiting, nothing commanded"
     if state_age > state_timeout:
-        return DiagnosticStatus.ERROR, f"no joint state for {state_age:.1f} s"
+        message = f"no joint state for {state_age:.1f} s: holding, action queue paused, no requests"
+        return DiagnosticStatus.ERROR, message
     if s.queue_length == 0 and s.idle_ticks:
         return (
             DiagnosticStatus.WARN,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from sensor_msgs.msg import JointState
@@ -30,7 +31,8 @@ MAX_STEP = 0.05
 
 
 class RobotAndPolicy:
-    """Publishes a fixed joint state, records commands and status, answers chunk requests with `answer(request)`."""
+    """Publishes a fixed joint state (while `publishing_state`), records commands and status, answers chunk requests
+    with `answer(request)`."""
 
     def __init__(self, ros) -> None:
         self.node = ros.node("executor_test_peer")
@@ -38,6 +40,7 @@ class RobotAndPolicy:
         self.requests: list[ChunkRequest] = []
         self.status: ExecutorStatus | None = None
         self.answer = self.ramp_chunk
+        self.publishing_state = True
         self.chunk_id = 0
         self.state_pub = self.node.create_publisher(JointState, "/joint_states", 10)
         self.chunk_pub = self.node.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
@@ -48,7 +51,8 @@ class RobotAndPolicy:
         self.lifecycle = self.node.create_client(ChangeState, "/smolvla_executor/change_state")
 
     def publish_state(self) -> None:
-        self.state_pub.publish(JointState(name=JOINTS, position=Q0.tolist()))
+        if self.publishing_state:
+            self.state_pub.publish(JointState(name=JOINTS, position=Q0.tolist()))
 
     def on_command(self, msg: Float64MultiArray) -> None:
         self.commands.append((time.monotonic(), np.array(msg.data)))
@@ -137,6 +141,74 @@ def test_commands_flow_at_rate_hold_when_policy_stalls_and_resume(ros, processes
     else:  # the held ticks used up their actions: the arm catches up at the maximum step
         assert np.max(steps) == pytest.approx(MAX_STEP, abs=1e-9)
         ros.wait_for(lambda: peer.status.commands_clamped > 0, 5.0, "the catch-up to be counted as clamped")
+    assert processes.stop(executor) == 0
+
+
+@pytest.mark.parametrize("tick_clock", ["action", "wall"])
+def test_joint_states_stop_mid_motion_hold_without_consuming_the_queue_then_resume(ros, processes, tick_clock):
+    # g = 1 without the similarity filter: while running, a request goes out on nearly every tick, so silence
+    # during the hold is meaningful.
+    executor = start_executor(
+        processes,
+        mode="continuous",
+        similarity_epsilon=0.0,
+        joint_state_timeout=0.3,
+        diagnostics_rate=10.0,
+        tick_clock=tick_clock,
+    )
+    peer = RobotAndPolicy(ros)
+    diagnostics: list[DiagnosticStatus] = []
+    peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: diagnostics.extend(msg.status), 10)
+
+    def moving() -> bool:
+        return peer.status is not None and peer.command_count() > 0 and peer.commands[-1][1][0] > Q0[0] + 0.02
+
+    ros.wait_for(moving, 30.0, "motion")
+    waited = peer.status.ticks_without_joint_state  # ticks before the first joint state arrived count too
+
+    peer.publishing_state = False  # the driver dies mid-motion
+    # Past the timeout, and a few ticks more so that an answer to the last request has been merged.
+    ros.wait_for(lambda: peer.status.ticks_without_joint_state >= waited + 3, 5.0, "the executor to hold")
+    held_status, held_from, requests_before = peer.status, peer.command_count(), len(peer.requests)
+    ros.spin_for(0.5)
+    held = np.array([c for _, c in peer.commands[held_from - 1 :]])
+    assert len(held) >= 10  # still commanding at the control rate...
+    assert np.all(held == held[0])  # ...the last command, unchanged
+    assert held[0][0] > Q0[0] + 0.02  # held mid-motion, not back at the start
+    assert len(peer.requests) == requests_before  # no chunk requests from a stale observation
+    status = peer.status
+    assert status.active and status.queue_length == held_status.queue_length  # no queued action used up
+    assert status.tick == held_status.tick and status.requests_sent == held_status.requests_sent
+    assert status.ticks_without_joint_state >= held_status.ticks_without_joint_state + 10
+
+    def diagnosed() -> bool:
+        return any(d.level == DiagnosticStatus.ERROR and "action queue paused" in d.message for d in diagnostics)
+
+    ros.wait_for(diagnosed, 2.0, "an ERROR diagnostic saying that it holds")
+
+    peer.publishing_state = True  # the driver is back
+    resumed_from = peer.command_count()
+    ros.wait_for(lambda: len({c[0] for _, c in peer.commands[resumed_from:]}) > 5, 5.0, "motion to resume")
+    first_joint = np.array([c[0] for _, c in peer.commands[resumed_from - 1 :]])
+    steps = np.diff(first_joint)
+    # Ticks before the first fresh state still hold; then, with either tick clock, the ramp continues where it
+    # stopped at its normal 0.002 per tick: no action was used up while holding, none is skipped.
+    np.testing.assert_allclose(steps[steps != 0], 0.002, atol=1e-9)
+    assert first_joint[0] == held[0][0]
+    ros.wait_for(lambda: len(peer.requests) > requests_before, 5.0, "chunk requests to resume")
+    assert peer.status.commands_clamped == 0
+    assert processes.stop(executor) == 0
+    logs = processes.logs()
+    assert "no joint state on /joint_states for" in logs and "action queue paused" in logs
+    assert "joint states on /joint_states are fresh again after" in logs
+
+
+def test_a_joint_state_timeout_that_is_not_positive_fails_configure(ros, processes):
+    executor = start_executor(processes, joint_state_timeout=0.0)
+    peer = RobotAndPolicy(ros)
+    ros.wait_for(lambda: "staying unconfigured" in processes.logs(), 30.0, "configure to fail")
+    assert "joint_state_timeout must be > 0 seconds, got 0.0" in processes.logs()
+    assert executor.poll() is None and not peer.commands  # alive, unconfigured, silent
     assert processes.stop(executor) == 0
 
 

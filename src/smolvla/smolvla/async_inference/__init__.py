@@ -9,6 +9,7 @@ action i is for tick k + 1 + i (first_tick = k + 1). Actions for ticks already e
 
 from smolvla.async_inference.aggregation import AGGREGATIONS, aggregate
 from smolvla.async_inference.config import MODES, QueueConfig
+from smolvla.async_inference.control import ControlLoop, ControlTick, JointStateCheck, JointStateMonitor
 from smolvla.async_inference.core import AsyncActionQueue, ChunkOutcome, QueueStatus, RequestSpec, TickResult
 from smolvla.async_inference.latency import LatencyEstimator
 from smolvla.async_inference.safety import CommandSafety, InvalidChunkError, SafeCommand
@@ -19,7 +20,11 @@ __all__ = [
     "MODES",
     "AsyncActionQueue",
     "ChunkOutcome",
+    "ControlLoop",
+    "ControlTick",
     "InvalidChunkError",
+    "JointStateCheck",
+    "JointStateMonitor",
     "CommandSafety",
     "LatencyEstimator",
     "QueueConfig",
