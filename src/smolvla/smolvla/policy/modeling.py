@@ -18,6 +18,7 @@ running only the expert.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,27 @@ def per_head_attention(query: Tensor, key: Tensor, value: Tensor, scale: float) 
 def _per_head_attention_shape(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
     batch, heads, length, head_dim = query.shape
     return query.new_empty(batch, length, heads, head_dim)
+
+
+def compile_frozen(fn: Callable) -> Callable:
+    """`torch.compile(fn)` for inference, with inductor's weight freezing on while it compiles.
+
+    Freezing makes the parameters `fn` reads constants of the compiled graph: inductor prepacks the linear weights
+    for oneDNN (30-80 % faster GEMMs here, most for the expert's 50-row products) and folds what depends on weights
+    only. The compiled code keeps the weights it saw: compile after loading them and choosing device and dtype.
+    Freezing must be on whenever `fn` (re)compiles, that is during calls; `torch.compile(options={"freezing":
+    True})` left every weight unpacked with torch 2.13, hence the config patch around each call (microseconds).
+    """
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    return call
 
 
 VISION_ATTENTION_CPU = "smolvla_chunked_cpu"
@@ -298,6 +320,8 @@ class SmolVLAModel(nn.Module):
         self.action_time_mlp_in = nn.Linear(2 * width, width)
         self.action_time_mlp_out = nn.Linear(width, width)
         self.head_dim = bb.text_head_dim
+        #: Run the vision tower on every camera slot (masked ones too), so that compiled graphs see one shape.
+        self.static_shapes = False
 
     def init_expert_weights(self) -> None:
         """LeRobot's initialisation of the parts not taken from the backbone.
@@ -350,6 +374,19 @@ class SmolVLAModel(nn.Module):
         for layer in vision.encoder.layers:
             layer.mlp.activation_fn = nn.GELU() if fast else nn.GELU(approximate="tanh")
 
+    def compile_for_inference(self) -> None:
+        """Compile the three stages of a chunk with `compile_frozen`: vision encoder, VLM prefix pass, denoising step.
+
+        Shapes are kept static so that nothing recompiles while running (a recompile takes as long as the first
+        call): the vision tower then also runs on a missing camera's image, as the reference does, and callers
+        pad the language to its maximum length.
+        """
+        self.static_shapes = True
+        encoder = self.vlm.vision_model.encoder
+        encoder.forward = compile_frozen(encoder.forward)
+        self.build_cache = compile_frozen(self.build_cache)
+        self.cached_velocity = compile_frozen(self.cached_velocity)
+
     # -- prefix ---------------------------------------------------------------------------------------------------
 
     def embed_images(self, pixels: Tensor) -> Tensor:
@@ -367,7 +404,10 @@ class SmolVLAModel(nn.Module):
         images (B, C, 3, S, S) preprocessed; image_mask (B, C) False for a missing camera (its tokens are masked
         and the vision tower is not run on it); lang_tokens/lang_mask (B, Lt); state (B, max_state_dim) normalised.
         """
-        present = self.embed_images(images[image_mask]) if bool(image_mask.any()) else None
+        if self.static_shapes:
+            present = self.embed_images(images.flatten(0, 1))[image_mask.flatten()]
+        else:
+            present = self.embed_images(images[image_mask]) if bool(image_mask.any()) else None
         return self.assemble_prefix(present, image_mask, lang_tokens, lang_mask, state)
 
     def assemble_prefix(

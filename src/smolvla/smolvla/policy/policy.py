@@ -69,6 +69,7 @@ class SmolVLAPolicy:
         self._raw_config = raw_config
         self._unused_tensors = unused_tensors or {}
         self._lock = threading.Lock()
+        self._token_config = config  # tokenisation settings (compile() fixes the padded length)
 
     # -- construction ---------------------------------------------------------------------------------------------
 
@@ -154,14 +155,16 @@ class SmolVLAPolicy:
         return directory
 
     def compile(self) -> None:
-        """torch.compile the vision encoder and the denoising step (first calls are slow while compiling).
+        """Compile vision encoder, VLM prefix pass and denoising step (`SmolVLAModel.compile_for_inference`).
 
-        The encoder is compiled for inference with weight freezing: inductor treats its weights as constants and
-        prepacks them for oneDNN (3 cameras bf16: 5-18 % faster per chunk on a 2-core CPU, docs/model.md). Inference
-        only; load weights and set the dtype before compiling.
+        Inductor freezes the weights into the compiled code (prepacked for oneDNN): 3 cameras bf16 about 25 % faster
+        per chunk on a 2-core CPU (docs/model.md). The first call compiles (about a minute on 2 cores; inductor's
+        cache makes later processes faster) and needs a C++ compiler. Inference only; load the weights and choose
+        device and dtype before compiling. Instructions are then always padded to `tokenizer_max_length` (padding
+        is masked: same actions) so that no call recompiles.
         """
-        self.model.vlm.vision_model.encoder.compile(options={"freezing": True})
-        self.model.cached_velocity = torch.compile(self.model.cached_velocity)
+        self.model.compile_for_inference()
+        self._token_config = self.config.replace(pad_language_to="max_length")
 
     # -- contract properties --------------------------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class SmolVLAPolicy:
         if state_t.shape != (self.state_dim,) or not torch.isfinite(state_t).all():
             raise ValueError(f"state must be {self.state_dim} finite values, got shape {tuple(state_t.shape)}")
         pixels, image_mask = preprocess_images(images, self.config)
-        tokens, token_mask = tokenize(self.tokenizer, [instruction], self.config)
+        tokens, token_mask = tokenize(self.tokenizer, [instruction], self._token_config)
         state_t = pad_vector(self.normalizer.normalize_state(state_t), self.config.max_state_dim)[None]
         dev = self.device
         return pixels.to(dev), image_mask.to(dev), tokens.to(dev), token_mask.to(dev), state_t.to(dev)

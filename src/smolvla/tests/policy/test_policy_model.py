@@ -179,3 +179,29 @@ def test_bfloat16_within_tolerance_of_float32(tiny_dir, tiny_policy, observation
         error = np.abs(got - ref).max() / ref.std()
         assert error < 0.05, error
         assert np.abs(other - ref).max() / ref.std() > 4 * error
+
+
+def test_compiled_policy_within_tolerance_and_never_recompiles(tiny_dir, tiny_policy, observation, noise):
+    """compile=True (frozen weights) stays within bf16 tolerance of float32, and after the first call neither a
+    missing camera nor an instruction of another length recompiles (a recompile stalls the policy for as long as
+    the first call)."""
+    compiled = SmolVLAPolicy.from_pretrained(str(tiny_dir), dtype="bfloat16", compile=True)
+    norm = tiny_policy.normalizer
+    start = noise[0, :, : tiny_policy.action_dim].numpy()
+
+    def displacement(actions: np.ndarray) -> np.ndarray:
+        return (actions - norm.action_mean.numpy()) / norm.action_std.numpy() - start
+
+    images, state, _ = observation(6)
+    cases = [
+        (images, "pick up the red cube"),
+        ([None, images[1]], "go"),
+        ([images[0], None], "pick up the red cube and put it in the blue bowl on the left"),
+    ]
+    for i, (cameras, instruction) in enumerate(cases):
+        no_recompile = torch._dynamo.config.patch(error_on_recompile=i > 0)
+        with no_recompile:
+            got = compiled.predict_chunk(cameras, state, instruction, noise=noise)
+        ref = displacement(tiny_policy.predict_chunk(cameras, state, instruction, noise=noise))
+        error = np.abs(displacement(got) - ref).max() / ref.std()
+        assert error < 0.05, (i, error)
