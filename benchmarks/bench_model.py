@@ -6,10 +6,14 @@ VLM prefix pass / 10 expert steps, the peak RSS during inference, the machine lo
 and the share of the CPUs other processes used while we measured), and the bf16-vs-float32 deviation of the same
 weights. Each configuration runs in its own process so that its peak RSS is its own. The last line is JSON.
 
-With --compile the policy is compiled (`SmolVLAPolicy.compile`) and the first call, which compiles, is reported.
+--modes eager compiled also measures the compiled policy (`SmolVLAPolicy.compile`) and reports its first call,
+which compiles. --reference runs the reference implementation (LeRobot 0.4.4, benchmarks/bench_reference.py in the
+.venv-reference that tools/setup_reference_venv.sh creates) right after ours for every camera count and dtype, and
+prints the speed-up measured side by side on this machine; the published reference figures (peer-latency.md) were
+taken on another CPU and are shown for context only.
 
 Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
-       [--compile]
+       [--modes eager compiled] [--reference [PYTHON]]
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from pathlib import Path
 
 #: Published reference latencies (LeRobot 0.4.4, peer-latency.md): 2-vCPU Sapphire Rapids (AMX), VLM bf16 or
 #: fp32, expert fp32; seconds per chunk. The 1-camera bf16 row used 16 language tokens (81 prefix tokens).
-REFERENCE_S = {(1, "bfloat16"): 2.24, (3, "bfloat16"): 4.53, (1, "float32"): 3.42, (3, "float32"): 7.53}
+PUBLISHED_REFERENCE_S = {(1, "bfloat16"): 2.24, (3, "bfloat16"): 4.53, (1, "float32"): 3.42, (3, "float32"): 7.53}
+BENCHMARKS = Path(__file__).resolve().parent
+REFERENCE_PYTHON = BENCHMARKS.parent / ".venv-reference" / "bin" / "python"
 
 
 def _cpu_busy_jiffies() -> tuple[int, int]:
@@ -140,9 +146,9 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
         "loadavg_after": os.getloadavg()[0],
         "other_processes_cpu_share": other_cpu,
         "build_s": build_s,
-        "compiled": compile,
+        "mode": "compiled" if compile else "eager",
         "first_call_s": first_call_s,
-        "reference_s": REFERENCE_S.get((cameras, dtype)),
+        "published_reference_s": PUBLISHED_REFERENCE_S.get((cameras, dtype)),
     }
     if check_bf16:
         # Same weights and inputs in bfloat16: deviation of what the network adds to the noise, relative to its
@@ -157,21 +163,27 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
 
 def _table(rows: list[dict]) -> str:
     head = (
-        "| cameras | dtype | prefix tokens | median s | min s | max s | vision s | prefix s | 10 expert steps s "
-        "| CPU s | peak RSS GiB | load avg | others' CPU | reference s | speed-up |"
+        "| cameras | dtype | mode | prefix tokens | median s | min s | max s | vision s | prefix s | 10 expert steps s "
+        "| CPU s | first call s | peak RSS GiB | load avg | others' CPU | reference here s | speed-up here "
+        "| published ref s (other CPU) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        ref = r.get("reference_s")
+        ref = r.get("reference")
+        here = f"{ref['median_s']:.2f} | **{ref['median_s'] / r['median_s']:.2f}x**" if ref else "- | -"
         lines.append(
-            f"| {r['cameras']} | {r['dtype']} | {r['prefix_tokens']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
-            f"{r['max_s']:.2f} | {r['vision_s']:.2f} | {r['prefix_s']:.2f} | {r['expert_s']:.2f} | "
-            f"{r['cpu_s_per_chunk']:.2f} | {r['peak_rss_gib']:.2f} | "
+            f"| {r['cameras']} | {r['dtype']} | {r['mode']} | {r['prefix_tokens']} | {r['median_s']:.2f} | "
+            f"{r['min_s']:.2f} | {r['max_s']:.2f} | {r['vision_s']:.2f} | {r['prefix_s']:.2f} | {r['expert_s']:.2f} | "
+            f"{r['cpu_s_per_chunk']:.2f} | {r['first_call_s']:.1f} | {r['peak_rss_gib']:.2f} | "
             f"{r['loadavg_before']:.2f}->{r['loadavg_after']:.2f} | "
-            f"{100 * r['other_processes_cpu_share']:.0f} % | {ref if ref else '-'} | "
-            f"{(ref / r['median_s']) if ref else float('nan'):.2f}x |"
+            f"{100 * r['other_processes_cpu_share']:.0f} % | {here} | {r['published_reference_s'] or '-'} |"
         )
     return "\n".join(lines)
+
+
+def _last_json_line(cmd: list[str]) -> dict:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,44 +192,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
-    parser.add_argument("--compile", action="store_true", help="measure the torch.compile'd policy")
+    parser.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compiled"])
+    parser.add_argument(
+        "--reference",
+        nargs="?",
+        const=str(REFERENCE_PYTHON),
+        metavar="PYTHON",
+        help="also time LeRobot 0.4.4 with this interpreter (default: .venv-reference/bin/python)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        cameras, dtype = args.child.split(":")
-        # The compiled encoder has its weights frozen in: no dtype change after compiling.
-        check = dtype == "float32" and not args.compile
-        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, args.compile)))
+        cameras, dtype, mode = args.child.split(":")
+        compile = mode == "compiled"
+        # The compiled model has its weights frozen in: no dtype change after compiling.
+        check = dtype == "float32" and not compile
+        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, compile)))
         return 0
+    if args.reference and not Path(args.reference).exists():
+        parser.error(f"{args.reference} does not exist: run tools/setup_reference_venv.sh (or make bench-reference)")
 
     import torch
 
     cpuinfo = Path("/proc/cpuinfo").read_text()
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
     cpu = names[0] if names else platform.processor()
-    flags = cpuinfo
     machine = {
         "cpu": cpu,
         "cpus": os.cpu_count(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
+        "avx512_bf16": "avx512_bf16" in cpuinfo,
+        "amx_bf16": "amx_bf16" in cpuinfo,
         "torch": torch.__version__,
         "threads": args.threads,
         "python": platform.python_version(),
     }
-    compiled = " compiled" if args.compile else ""
-    print(f"SmolVLA{compiled} latency per chunk (450M, random weights, batch 1, 50 actions, 10 steps) on {machine}")
+    print(f"SmolVLA latency per chunk (450M, random weights, batch 1, 50 actions, 10 steps) on {machine}")
     rows = []
     for dtype in args.dtypes:
         for cameras in args.cameras:
-            cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}", "--repeats", str(args.repeats)]
-            cmd += ["--threads", str(args.threads)] + (["--compile"] if args.compile else [])
-            print(f"measuring {cameras} camera(s), {dtype} ...", flush=True)
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(_table(rows[-1:]).splitlines()[-1], flush=True)
-            if args.compile:
-                print(f"first call (compiles): {rows[-1]['first_call_s']:.1f} s", flush=True)
+            config_rows = []
+            for mode in args.modes:
+                cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}:{mode}", "--repeats", str(args.repeats)]
+                print(f"measuring {cameras} camera(s), {dtype}, {mode} ...", flush=True)
+                config_rows.append(_last_json_line(cmd + ["--threads", str(args.threads)]))
+            if args.reference:
+                print(f"measuring the reference (LeRobot 0.4.4), {cameras} camera(s), {dtype} ...", flush=True)
+                ref = _last_json_line(
+                    [args.reference, str(BENCHMARKS / "bench_reference.py"), "--cameras", str(cameras)]
+                    + ["--dtype", dtype, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                )
+                for row in config_rows:
+                    row["reference"] = ref
+            for row in config_rows:
+                print(_table([row]).splitlines()[-1], flush=True)
+            rows += config_rows
     print()
     print(_table(rows))
     bf16_errors = [r["bf16_vs_f32_max_rel_err"] for r in rows if "bf16_vs_f32_max_rel_err" in r]
