@@ -23,7 +23,9 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$checksum" ]; then
 fi
 
 PACKAGES=(
-  torch==2.13.0+cpu  # the CPU wheel on this machine's find-links; the PyPI build of 2.13.0 is the CUDA one
+  # The CPU build: on this machine's find-links; elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+  # (the PyPI build of 2.13.0 is the CUDA one).
+  torch==2.13.0+cpu
   torchvision==0.28.0
   lerobot==0.4.4
   transformers==4.57.6
