@@ -249,6 +249,12 @@ class ExecutorNode(LifecycleNode):
                 f"{self._loop.joint_states.timeout:g} s): {held}, action queue paused, no chunk requests",
                 throttle_duration_sec=2.0,
             )
+        elif tick.restarted:
+            self.get_logger().warning(
+                f"joint states on {topic} are fresh again after {tick.resumed_after} held ticks, but the arm moved "
+                f"more than max_step from the held command while unobserved: commanding restarts from its measured "
+                f"position ({tick.queue.queue_length} actions queued)"
+            )
         elif tick.resumed_after:
             self.get_logger().info(
                 f"joint states on {topic} are fresh again after {tick.resumed_after} held ticks: "

@@ -31,8 +31,8 @@ MAX_STEP = 0.05
 
 
 class RobotAndPolicy:
-    """Publishes a fixed joint state (while `publishing_state`), records commands and status, answers chunk requests
-    with `answer(request)`."""
+    """An arm that tracks its commands exactly: publishes the last command as its joint state (Q0 before the first;
+    only while `publishing_state`); records commands and status; answers chunk requests with `answer(request)`."""
 
     def __init__(self, ros) -> None:
         self.node = ros.node("executor_test_peer")
@@ -52,7 +52,8 @@ class RobotAndPolicy:
 
     def publish_state(self) -> None:
         if self.publishing_state:
-            self.state_pub.publish(JointState(name=JOINTS, position=Q0.tolist()))
+            position = self.commands[-1][1] if self.commands else Q0
+            self.state_pub.publish(JointState(name=JOINTS, position=position.tolist()))
 
     def on_command(self, msg: Float64MultiArray) -> None:
         self.commands.append((time.monotonic(), np.array(msg.data)))
@@ -258,7 +259,8 @@ def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros,
     response = ros.call(peer.lifecycle, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)))
     assert response.success
     ros.wait_for(lambda: peer.command_count() > stopped, 5.0, "commands after re-activation")
-    np.testing.assert_allclose(peer.commands[stopped][1], Q0, atol=1e-12)  # starts again from the measured state
+    # Starts again from the measured state: where the arm was held, not back at Q0.
+    np.testing.assert_allclose(peer.commands[stopped][1], held, atol=1e-12)
     assert processes.stop(executor) == 0
     assert "deactivated: stopped commanding motion, holding at" in processes.logs()
 

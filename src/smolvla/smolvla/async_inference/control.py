@@ -7,7 +7,10 @@ A tick acts only on a fresh joint state. While none has arrived yet, or the late
 (driver crashed, cable pulled, topic remapped wrongly), the tick holds: the command is the last command again (none
 before the first command), the queue does not advance (no action is used up, whatever the tick clock) and no chunk
 is requested, since a request would carry an observation that no longer describes the arm. When fresh states come
-back the queue continues where it stopped; CommandSafety limits the step from the held command as on every tick.
+back the queue continues where it stopped; CommandSafety limits the step from the held command as on every tick,
+unless the arm is then more than max_step away from the held command (it moved while unobserved, e.g. a driver
+restarted with torque off): commanding then restarts from the measured state, as on activation, instead of pulling
+the arm back at the servos' own speed.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class ControlTick:
         advance).
     resumed_after: on the first tick acting on a fresh state after ticks held on a stale one, how many ticks held;
         0 otherwise (also after the wait for the very first state, which is no outage).
+    restarted: on that tick, the arm was more than max_step from the held command, so the command restarted from
+        the measured state.
     """
 
     command: np.ndarray | None
@@ -90,6 +95,7 @@ class ControlTick:
     state: JointStateCheck
     queue: TickResult | None
     resumed_after: int
+    restarted: bool = False
 
     @property
     def held_without_state(self) -> bool:
@@ -128,9 +134,14 @@ class ControlLoop:
             # Not CommandSafety.command(None, ...): that would turn a stale measurement into the first command.
             return ControlTick(self.safety.last_command, None, state, None, 0)
         resumed, self._stale_run = self._stale_run, 0
+        held = self.safety.last_command
+        moved_away = held is not None and bool(np.any(np.abs(state.positions - held) > self.safety.max_step))
+        restart = bool(resumed) and moved_away
+        if restart:
+            self.safety.reset()
         result = self.queue.tick(now, state.positions)
         command = self.safety.command(result.action, state.positions)
-        return ControlTick(command.positions, result.request, state, result, resumed)
+        return ControlTick(command.positions, result.request, state, result, resumed, restart)
 
     def reset(self) -> int:
         """Start over (on activation): empty queue, next command = the measured state. Returns actions discarded."""

@@ -143,8 +143,8 @@ def test_stale_joint_state_holds_without_consuming_the_queue_then_resumes_the_ra
     assert after.idle_ticks == before.idle_ticks  # a hold for want of state is not starvation
     assert loop.ticks_without_state == 6
 
-    # States come back (the arm did not follow the commands here: the measurement is still Q0).
-    loop.update_joint_state(Q0, now)
+    # States come back; the arm is where it was held.
+    loop.update_joint_state(commands[-1], now)
     resumed = loop.step(now)
     assert resumed.resumed_after == 6 and not resumed.held_without_state
     assert resumed.command[0] == pytest.approx(commands[-1][0] + STEP)  # the next action of the ramp, no skip
@@ -165,8 +165,24 @@ def test_resume_is_step_limited_from_the_held_command():
     np.testing.assert_allclose(moved, Q0 + [0.05, 0.0])
     held = loop.step(1.0).command  # state 1 s old: hold
     np.testing.assert_array_equal(held, moved)
-    loop.update_joint_state(Q0, 1.1)
+    loop.update_joint_state(Q0 + [0.04, 0.0], 1.1)  # lagging behind the held command by less than max_step
     np.testing.assert_allclose(loop.step(1.1).command, Q0 + [0.10, 0.0])  # one max_step further, no jump
+
+
+def test_resume_restarts_from_the_measurement_when_the_arm_moved_while_unobserved():
+    loop = make_loop("action", mode="sync")
+    loop.update_joint_state(Q0, 0.0)
+    request = loop.step(0.0).request
+    loop.queue.add_chunk(request.request_id, request.observation_tick + 1, np.tile(Q0, (N, 1)), 0.0)
+    held = loop.step(DT).command
+    assert loop.step(1.0).held_without_state
+    moved = Q0 + [0.3, -0.2]  # e.g. torque was off while the driver restarted
+    loop.update_joint_state(moved, 1.1)
+    tick = loop.step(1.1)
+    assert tick.resumed_after == 1 and tick.restarted
+    np.testing.assert_allclose(tick.command, moved)  # no pull back towards the held command
+    np.testing.assert_allclose(loop.step(1.2).command, moved + [-0.05, 0.05])  # then back to the plan at max_step
+    np.testing.assert_array_equal(held, Q0)
 
 
 def test_stale_state_right_after_activation_sends_nothing():
