@@ -1,0 +1,255 @@
+"""Read one episode recorded with `ros2 bag record`: a rosbag2 directory (metadata.yaml + sqlite3 or mcap storage).
+
+The bag is opened read-only through `rosbags` (pure Python, no ROS install) with the ROS 2 Jazzy message
+definitions. Three kinds of topics are read:
+
+- cameras: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) or sensor_msgs/CompressedImage (JPEG, PNG), converted
+  to HxWx3 uint8 RGB by `smolvla.images`, the same code the policy node uses;
+- joint states: sensor_msgs/JointState in any joint order, reordered to the configured joint names;
+- actions: std_msgs/Float64MultiArray in joint-name order (the executor's commands to a ForwardCommandController) or
+  trajectory_msgs/JointTrajectory (first point, by its joint_names: a leader arm or a trajectory controller).
+
+Every sample keeps the bag's log time (nanoseconds, when the recorder received it), never a header stamp: the
+command topics have no header, and one clock for all topics is what makes the alignment in `dataset` meaningful.
+Anything unreadable raises `BagError` naming the bag, the topic and the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from ..images import CompressedImage, ImageConversionError, RawImage
+from ..instruction import check_instruction
+from ..observation import order_joint_positions
+
+#: Defaults: the topics this workspace's graph publishes (config/policy.yaml, config/executor.yaml, config/sim.yaml).
+DEFAULT_CAMERA_TOPICS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
+DEFAULT_JOINT_STATE_TOPIC = "/joint_states"
+DEFAULT_ACTION_TOPIC = "/forward_position_controller/commands"
+DEFAULT_JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+
+#: File in a bag directory whose text is that episode's task (overrides the task given for the whole run).
+TASK_FILE = "task.txt"
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
+FLOAT_ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
+TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
+_ACCEPTED_TYPES = {
+    "camera": (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE),
+    "joint state": (JOINT_STATE_TYPE,),
+    "action": (FLOAT_ARRAY_TYPE, TRAJECTORY_TYPE),
+}
+
+_TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+
+
+class BagError(ValueError):
+    """A bag cannot be used for training; the message names the bag and, where it applies, the topic."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Which topics of a bag are the model's inputs and actions, and the joint order of state and action."""
+
+    cameras: tuple[str, ...] = DEFAULT_CAMERA_TOPICS
+    joint_state: str = DEFAULT_JOINT_STATE_TOPIC
+    action: str = DEFAULT_ACTION_TOPIC
+    joint_names: tuple[str, ...] = DEFAULT_JOINT_NAMES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        object.__setattr__(self, "joint_names", tuple(self.joint_names))
+        if not self.cameras:
+            raise ValueError("at least one camera topic is needed")
+        names = [*self.cameras, self.joint_state, self.action]
+        if any(not isinstance(name, str) or not name.startswith("/") for name in names):
+            raise ValueError(f"topics must be absolute names starting with '/', got {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera, joint-state and action topics must all differ, got {names}")
+        if not self.joint_names or any(not name for name in self.joint_names):
+            raise ValueError(f"joint names must be non-empty, got {list(self.joint_names)}")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"joint names must be unique, got {list(self.joint_names)}")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The numeric samples of one topic in log-time order: stamps (N,) int64 nanoseconds, values (N, D) float64."""
+
+    topic: str
+    stamps: np.ndarray
+    values: np.ndarray
+
+
+def read_task_file(bag: Path) -> str | None:
+    """The episode's task from `task.txt` in the bag directory (whitespace collapsed), None when there is none."""
+    path = bag / TASK_FILE
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BagError(f"{path}: cannot read the task: {error}") from error
+    check = check_instruction(text)
+    if not check.accepted:
+        raise BagError(f"{path}: {check.message}")
+    return check.instruction
+
+
+class Recording:
+    """One rosbag2 episode opened for reading (a context manager; nothing in the bag is ever written).
+
+    Opening checks that the directory is a rosbag2 bag, that every configured topic is in it with an accepted
+    message type and at least one message. Samples are then read per topic in log-time order.
+    """
+
+    def __init__(self, path: str | Path, topics: Topics) -> None:
+        self.path = Path(path)
+        self.topics = topics
+        if not (self.path / "metadata.yaml").is_file():
+            raise BagError(f"{self.path}: not a rosbag2 bag directory (no metadata.yaml)")
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except Exception as error:  # rosbags raises several types for broken metadata or storage files
+            raise BagError(f"{self.path}: cannot open the bag: {error}") from error
+        try:
+            self.start_time = self._reader.start_time
+            self._connections = {}
+            for kind, topic_names in (
+                ("camera", topics.cameras),
+                ("joint state", (topics.joint_state,)),
+                ("action", (topics.action,)),
+            ):
+                for topic in topic_names:
+                    self._connections[topic] = self._check_topic(kind, topic)
+        except BaseException:
+            self._reader.close()
+            raise
+
+    def _check_topic(self, kind: str, topic: str):
+        info = self._reader.topics.get(topic)
+        if info is None:
+            present = ", ".join(sorted(self._reader.topics)) or "none"
+            raise BagError(f"{self.path}: {kind} topic {topic} is not in the bag (its topics: {present})")
+        if info.msgtype not in _ACCEPTED_TYPES[kind]:
+            accepted = " or ".join(_ACCEPTED_TYPES[kind])
+            raise BagError(f"{self.path}: {kind} topic {topic} has type {info.msgtype}, expected {accepted}")
+        if info.msgcount == 0:
+            raise BagError(f"{self.path}: {kind} topic {topic} has no messages")
+        return info.connections
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the bag's storage."""
+        if self._reader.is_open:
+            self._reader.close()
+
+    def seconds(self, stamp: int) -> float:
+        """Seconds from the bag's first message to `stamp` (how error messages locate a moment)."""
+        return (stamp - self.start_time) / 1e9
+
+    def _messages(self, topic: str) -> Iterator[tuple[int, int, str, bytes]]:
+        """(index, log time ns, message type, serialised message) of one topic in log-time order (rosbags sorts
+        by log time for both storages, however the messages were written; the alignment relies on it)."""
+        try:
+            for index, (connection, stamp, raw) in enumerate(self._reader.messages(self._connections[topic])):
+                yield index, stamp, connection.msgtype, raw
+        except Exception as error:  # a corrupt storage file surfaces here, as whatever its backend raises
+            raise BagError(f"{self.path}: cannot read topic {topic}: {error}") from error
+
+    def _decoded(self, topic: str) -> Iterator[tuple[int, int, object]]:
+        """(index, log time ns, message) of one topic in log-time order."""
+        for index, stamp, msgtype, raw in self._messages(topic):
+            yield index, stamp, self._deserialize(topic, index, stamp, msgtype, raw)
+
+    def _deserialize(self, topic: str, index: int, stamp: int, msgtype: str, raw: bytes) -> object:
+        try:
+            return _TYPESTORE.deserialize_cdr(raw, msgtype)
+        except Exception as error:  # rosbags reports malformed CDR with several exception types
+            raise self._message_error(topic, index, stamp, f"cannot deserialise {msgtype}: {error}") from error
+
+    def joint_states(self) -> Stream:
+        """Joint positions in `topics.joint_names` order."""
+        topic = self.topics.joint_state
+        stamps, values = [], []
+        for index, stamp, msg in self._decoded(topic):
+            try:
+                values.append(order_joint_positions(list(msg.name), msg.position, self.topics.joint_names))
+            except ValueError as error:
+                raise self._message_error(topic, index, stamp, error) from error
+            stamps.append(stamp)
+        return self._stream(topic, stamps, values)
+
+    def actions(self) -> Stream:
+        """Commanded joint positions in `topics.joint_names` order.
+
+        Float64MultiArray data is taken to be in joint-name order already (as the executor publishes it) and must
+        have one value per joint; a JointTrajectory contributes its first point, reordered by its joint_names.
+        """
+        topic = self.topics.action
+        names = self.topics.joint_names
+        stamps, values = [], []
+        for index, stamp, msg in self._decoded(topic):
+            try:
+                if msg.__msgtype__ == TRAJECTORY_TYPE:
+                    if not msg.points:
+                        raise ValueError("trajectory has no points")
+                    value = order_joint_positions(list(msg.joint_names), msg.points[0].positions, names)
+                else:
+                    value = np.asarray(msg.data, dtype=np.float64)
+                    if value.shape != (len(names),):
+                        raise ValueError(f"command has {value.size} values, expected one per joint of {list(names)}")
+                    if not np.isfinite(value).all():
+                        raise ValueError("command has non-finite values")
+            except ValueError as error:
+                raise self._message_error(topic, index, stamp, error) from error
+            stamps.append(stamp)
+            values.append(value)
+        return self._stream(topic, stamps, values)
+
+    def image_stamps(self, topic: str) -> np.ndarray:
+        """Log times (int64 ns) of every message of a camera topic, without decoding the images."""
+        return np.array([stamp for _, stamp, _, _ in self._messages(topic)], dtype=np.int64)
+
+    def images(self, topic: str, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, HxWx3 uint8 RGB) for the messages of a camera topic at the given indices (positions in
+        `image_stamps`), in index order; only those messages are deserialised and decoded."""
+        wanted = set(indices)
+        for index, stamp, msgtype, raw in self._messages(topic):
+            if index not in wanted:
+                continue
+            msg = self._deserialize(topic, index, stamp, msgtype, raw)
+            if msgtype == IMAGE_TYPE:
+                frame = RawImage(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+            else:
+                frame = CompressedImage(msg.format, msg.data)
+            try:
+                rgb = frame.to_rgb()
+            except ImageConversionError as error:
+                raise self._message_error(topic, index, stamp, error) from error
+            yield index, rgb
+
+    def _message_error(self, topic: str, index: int, stamp: int, error: Exception | str) -> BagError:
+        return BagError(f"{self.path}: {topic} message {index} at {self.seconds(stamp):.3f} s: {error}")
+
+    def _stream(self, topic: str, stamps: list[int], values: list[np.ndarray]) -> Stream:
+        dim = len(self.topics.joint_names)
+        array = np.array(values, dtype=np.float64).reshape(len(values), dim)
+        return Stream(topic, np.array(stamps, dtype=np.int64), array)

@@ -1,0 +1,234 @@
+"""Training samples from recorded episodes: frames on a fixed time grid, action chunks, normalisation statistics.
+
+Alignment (all times are the bag's log times, see `bags`):
+
+- Frames are taken at a fixed rate (default 30 Hz, the executor's control rate), t_k = t_0 + k / fps, from t_0, the
+  first instant at which every input (each camera, the joint states, the actions) has a sample, to the last instant
+  at which every input still has one (the earliest of the topics' last samples).
+- Frame k gets, for each camera and for the joint state, the newest sample at or before t_k, as the policy node
+  selects its inputs for a capture time (`smolvla.observation`): never a later sample, which would show the model
+  the future.
+- action(t_k) is the newest command at or before t_k: the command in force on the arm when frame k is taken. The
+  same causal rule as for the inputs; for a leader arm it is the leader's pose at t_k, which is what LeRobot records
+  (it reads the leader right after the observation). With commands at the frame rate it lags LeRobot's "command
+  sent right after the observation" by less than one period (33 ms at 30 Hz).
+- Every sample used must be at most `max_age` (default 0.25 s, the policy node's `max_sample_age`) older than its
+  frame. A gap longer than that (a camera that stalled, an executor that stopped commanding) is an error naming the
+  bag, topic and time rather than silently skipped frames: a skipped frame would put a time jump inside the action
+  chunks of the frames before it, and a broken recording is better re-recorded or trimmed than trained on.
+- A sample: the images of every camera slot of the checkpoint (slots beyond the recorded cameras are masked, as in
+  the policy node), the state of frame k, the actions of frames k .. k + chunk_size - 1 and the task text. Past
+  the episode's last frame the chunk repeats the last action and `action_is_pad` is True (the loss ignores those).
+
+Decoded images are kept in memory, one per camera message used (about width x height x 3 bytes each).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..instruction import check_instruction
+from ..policy.processing import Normalizer, image_to_tensor, resize_with_pad
+from .bags import TASK_FILE, BagError, Recording, Topics, read_task_file
+
+DEFAULT_FPS = 30.0
+DEFAULT_MAX_AGE = 0.25
+
+
+@dataclass
+class Episode:
+    """One recorded episode on the frame grid.
+
+    times (K,) int64 log-time ns of the frames; images: per camera the decoded frames used (M_c, H, W, 3) uint8,
+    image_index (K, C) the one each frame shows, image_stamps (K, C) its log time; state (K, D) and actions (K, A)
+    float32, joint-name order.
+    """
+
+    path: Path
+    task: str
+    times: np.ndarray
+    images: tuple[np.ndarray, ...]
+    image_index: np.ndarray
+    image_stamps: np.ndarray
+    state: np.ndarray
+    actions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def _newest_at_or_before(
+    recording: Recording, topic: str, stamps: np.ndarray, times: np.ndarray, max_age_ns: int
+) -> np.ndarray:
+    """Index of the newest stamp at or before each time; an error naming the first time whose sample is too old."""
+    index = np.searchsorted(stamps, times, side="right") - 1  # >= 0: times start when every topic has a sample
+    age = times - stamps[index]
+    stale = np.flatnonzero(age > max_age_ns)
+    if stale.size:
+        k = int(stale[0])
+        raise BagError(
+            f"{recording.path}: {topic} has no sample within {max_age_ns / 1e9:.3f} s before the frame at "
+            f"{recording.seconds(int(times[k])):.3f} s (newest is {age[k] / 1e9:.3f} s old): the recording has a gap"
+        )
+    return index
+
+
+def load_episode(
+    path: str | Path,
+    topics: Topics,
+    *,
+    task: str | None = None,
+    fps: float = DEFAULT_FPS,
+    max_age: float = DEFAULT_MAX_AGE,
+) -> Episode:
+    """Read one bag and align it on the frame grid (module docstring). The task is the bag's `task.txt` if it has
+    one, else `task`; neither is an error."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not (math.isfinite(max_age) and max_age > 0):
+        raise ValueError(f"max_age must be positive, got {max_age}")
+    path = Path(path)
+    with Recording(path, topics) as recording:
+        episode_task = read_task_file(path)
+        if episode_task is None:
+            if task is None:
+                raise BagError(f"{path}: no task: give one for the run or write it into {path / TASK_FILE}")
+            check = check_instruction(task)
+            if not check.accepted:
+                raise ValueError(f"task: {check.message}")
+            episode_task = check.instruction
+        state = recording.joint_states()
+        actions = recording.actions()
+        image_stamps = [recording.image_stamps(topic) for topic in topics.cameras]
+        streams = [*zip(topics.cameras, image_stamps, strict=True), (state.topic, state.stamps)]
+        streams.append((actions.topic, actions.stamps))
+        first = max(int(stamps[0]) for _, stamps in streams)
+        last = min(int(stamps[-1]) for _, stamps in streams)
+        if last < first:
+            late = max(streams, key=lambda s: s[1][0])[0]
+            early = min(streams, key=lambda s: s[1][-1])[0]
+            raise BagError(
+                f"{recording.path}: no instant has every input: {early} ends at {recording.seconds(last):.3f} s, "
+                f"before {late} starts at {recording.seconds(first):.3f} s"
+            )
+        count = int((last - first) * fps // 1e9) + 1
+        # Integer nanoseconds: the grid is exact and identical however long the episode is.
+        times = first + np.round(np.arange(count) * (1e9 / fps)).astype(np.int64)
+        max_age_ns = round(max_age * 1e9)
+        state_index = _newest_at_or_before(recording, state.topic, state.stamps, times, max_age_ns)
+        action_index = _newest_at_or_before(recording, actions.topic, actions.stamps, times, max_age_ns)
+        images, image_index, chosen_stamps = [], [], []
+        for topic, stamps in zip(topics.cameras, image_stamps, strict=True):
+            chosen = _newest_at_or_before(recording, topic, stamps, times, max_age_ns)
+            # Decode each message once, however many frames show it.
+            used = np.unique(chosen)
+            frames = [frame for _, frame in recording.images(topic, used.tolist())]
+            shapes = sorted({frame.shape for frame in frames})
+            if len(shapes) != 1:
+                raise BagError(f"{recording.path}: camera {topic} changes its image size within the episode: {shapes}")
+            images.append(np.stack(frames))
+            image_index.append(np.searchsorted(used, chosen))
+            chosen_stamps.append(stamps[chosen])
+    return Episode(
+        path=path,
+        task=episode_task,
+        times=times,
+        images=tuple(images),
+        image_index=np.stack(image_index, axis=1),
+        image_stamps=np.stack(chosen_stamps, axis=1),
+        state=state.values[state_index].astype(np.float32),
+        actions=actions.values[action_index].astype(np.float32),
+    )
+
+
+def dataset_statistics(episodes: Sequence[Episode]) -> Normalizer:
+    """MEAN_STD statistics of state and action over every frame of the episodes (population standard deviation,
+    as LeRobot computes its dataset statistics)."""
+    if not episodes:
+        raise ValueError("no episodes")
+    state = np.concatenate([episode.state for episode in episodes]).astype(np.float64)
+    actions = np.concatenate([episode.actions for episode in episodes]).astype(np.float64)
+    return Normalizer(
+        torch.from_numpy(state.mean(0)),
+        torch.from_numpy(state.std(0)),
+        torch.from_numpy(actions.mean(0)),
+        torch.from_numpy(actions.std(0)),
+    )
+
+
+class EpisodeDataset(Dataset):
+    """Every frame of the episodes as a training sample for `SmolVLAPolicy.compute_loss` (after collation):
+
+    images (n_slots, 3, H, W) float32 in [0, 1], resized with padding to `image_size` exactly as the model resizes
+    (so resizing again in the model changes nothing, and cameras of different sizes stack); image_mask (n_slots,)
+    bool; state (D,) and actions (chunk_size, A) float32 raw; action_is_pad (chunk_size,) bool; task str.
+    """
+
+    def __init__(
+        self, episodes: Sequence[Episode], *, chunk_size: int, n_slots: int, image_size: tuple[int, int]
+    ) -> None:
+        if not episodes:
+            raise ValueError("no episodes")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        shapes = {(len(e.images), e.state.shape[1], e.actions.shape[1]) for e in episodes}
+        if len(shapes) != 1:
+            raise ValueError(f"episodes differ in camera count / state size / action size: {sorted(shapes)}")
+        n_cameras = len(episodes[0].images)
+        if n_cameras > n_slots:
+            raise ValueError(f"episodes have {n_cameras} cameras but the model has {n_slots} image slots")
+        self.episodes = list(episodes)
+        self.chunk_size = chunk_size
+        self.n_slots = n_slots
+        self.image_size = tuple(image_size)
+        self._frames = [(e, k) for e, episode in enumerate(self.episodes) for k in range(len(episode))]
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, item: int) -> dict:
+        e, k = self._frames[item]
+        episode = self.episodes[e]
+        height, width = self.image_size
+        images = torch.zeros(self.n_slots, 3, height, width)
+        mask = torch.zeros(self.n_slots, dtype=torch.bool)
+        for slot, frames in enumerate(episode.images):
+            frame = frames[episode.image_index[k, slot]]
+            images[slot] = resize_with_pad(image_to_tensor(frame, str(slot)), height, width)[0]
+            mask[slot] = True
+        steps = np.arange(k, k + self.chunk_size)
+        is_pad = steps >= len(episode)
+        actions = episode.actions[np.minimum(steps, len(episode) - 1)]
+        return {
+            "images": images,
+            "image_mask": mask,
+            "state": torch.from_numpy(episode.state[k]),
+            "actions": torch.from_numpy(actions),
+            "action_is_pad": torch.from_numpy(is_pad),
+            "task": episode.task,
+        }
+
+
+def write_statistics(
+    path: str | Path, normalizer: Normalizer, episodes: Sequence[Episode], joint_names: Sequence[str]
+) -> Path:
+    """Write the statistics a run trained with, and the frames they came from, as JSON (for people and tools; the
+    checkpoint carries the same statistics in LeRobot's processor files)."""
+    path = Path(path)
+    report = {
+        "joint_names": list(joint_names),
+        "state": {"mean": normalizer.state_mean.tolist(), "std": normalizer.state_std.tolist()},
+        "action": {"mean": normalizer.action_mean.tolist(), "std": normalizer.action_std.tolist()},
+        "frames": sum(len(episode) for episode in episodes),
+        "episodes": [{"bag": str(episode.path), "frames": len(episode), "task": episode.task} for episode in episodes],
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path

@@ -1,0 +1,222 @@
+"""The fine-tuning loop: SmolVLA's recipe (AdamW, warm-up + cosine decay, gradient clipping, frozen VLM) over an
+`EpisodeDataset`, with checkpoints in the published layout.
+
+Checkpoints land in OUTPUT/step_NNNNNN (every `save_every` steps and at the end) and OUTPUT/last (a copy of the
+newest), written by `SmolVLAPolicy.save_pretrained`: the policy node (`checkpoint:=OUTPUT/last`) and LeRobot load
+them. The recipe defaults are the paper's and the reference's (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..policy import SmolVLAPolicy
+from .dataset import EpisodeDataset
+
+log = logging.getLogger(__name__)
+
+#: LeRobot's scheduler defaults (warm-up 1000 of 30000 decay steps), scaled down for shorter runs as LeRobot does.
+REFERENCE_WARMUP_STEPS = 1000
+REFERENCE_DECAY_STEPS = 30_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the defaults are SmolVLA's fine-tuning recipe.
+
+    warmup_steps None: 1000 x steps / 30000, at most 1000 (LeRobot scales its defaults so to shorter runs).
+    save_every 0: save only at the end.
+    """
+
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 1e-10
+    grad_clip_norm: float = 10.0
+    warmup_steps: int | None = None
+    decay_lr: float = 2.5e-6
+    seed: int = 0
+    save_every: int = 5_000
+    log_every: int = 100
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("save_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        for name in ("lr", "eps", "grad_clip_norm"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not (math.isfinite(self.decay_lr) and 0 <= self.decay_lr <= self.lr):
+            raise ValueError(f"decay_lr must be in [0, lr], got {self.decay_lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
+        if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two values in [0, 1), got {self.betas}")
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps actually used."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(REFERENCE_WARMUP_STEPS, REFERENCE_WARMUP_STEPS * self.steps // REFERENCE_DECAY_STEPS)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Learning rate of optimiser step `step` (0-based): linear warm-up from lr / (warmup + 1) to lr, then cosine
+    decay from lr to decay_lr at the last step."""
+    warmup = config.warmup
+    if step < warmup:
+        return config.lr * (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, config.steps - 1 - warmup))
+    return config.decay_lr + (config.lr - config.decay_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def check_policy_matches(policy: SmolVLAPolicy, n_cameras: int, state_dim: int, action_dim: int) -> None:
+    """Refuse data the checkpoint cannot take: more cameras than image slots, other state or action sizes."""
+    problems = []
+    if n_cameras > len(policy.camera_names):
+        problems.append(f"{n_cameras} cameras but the checkpoint has {len(policy.camera_names)} image slots")
+    if state_dim != policy.state_dim:
+        problems.append(f"a state of {state_dim} joints but the checkpoint's state has {policy.state_dim}")
+    if action_dim != policy.action_dim:
+        problems.append(f"actions of {action_dim} joints but the checkpoint's actions have {policy.action_dim}")
+    if problems:
+        raise ValueError("the data does not fit the checkpoint: " + "; ".join(problems))
+
+
+class Trainer:
+    """Optimiser and schedule over the trainable parameters of a policy (`set_trainable` defaults: VLM frozen).
+
+    The model stays in eval mode: SmolVLA has no dropout or batch norm, so the mode changes nothing, and the frozen
+    VLM is in eval mode in LeRobot too.
+    """
+
+    def __init__(self, policy: SmolVLAPolicy, config: TrainConfig) -> None:
+        self.policy = policy
+        self.config = config
+        policy.set_trainable()
+        self.parameters = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: learning_rate(step, config) / config.lr
+        )
+        self.step = 0
+
+    def train_step(self, batch: dict, *, noise: torch.Tensor | None = None, time: torch.Tensor | None = None) -> float:
+        """One optimiser step on a collated batch of `EpisodeDataset` samples; returns the loss before the step.
+        `noise` and `time` fix the flow-matching draws (tests)."""
+        loss = self.policy.compute_loss(
+            batch["images"],
+            batch["image_mask"],
+            batch["task"],
+            batch["state"],
+            batch["actions"],
+            batch["action_is_pad"],
+            noise=noise,
+            time=time,
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return loss.item()
+
+
+def save(policy: SmolVLAPolicy, output: Path, step: int) -> Path:
+    """Write OUTPUT/step_NNNNNN and replace OUTPUT/last with a copy of it; returns the step directory."""
+    step_dir = policy.save_pretrained(output / f"step_{step:06d}")
+    # Copy beside, then swap: an interrupted save never leaves a half-written `last`.
+    staging = output / "last.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(step_dir, staging)
+    shutil.rmtree(output / "last", ignore_errors=True)
+    staging.rename(output / "last")
+    return step_dir
+
+
+def _batches(loader: DataLoader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def train(
+    policy: SmolVLAPolicy,
+    dataset: EpisodeDataset,
+    config: TrainConfig,
+    output: str | Path,
+) -> Path:
+    """Fine-tune `policy` in place on `dataset` and return OUTPUT/last.
+
+    The policy must already carry the dataset's normalisation statistics (`dataset_statistics`). Batches are drawn
+    shuffled (seeded by `config.seed`) with the ragged last batch of each pass dropped, so every step has the same
+    shapes. The loss is logged every `log_every` steps (mean since the previous line).
+    """
+    output = Path(output)
+    if len(dataset) < config.batch_size:
+        raise ValueError(f"the dataset has {len(dataset)} frames, fewer than one batch of {config.batch_size}")
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        num_workers=config.num_workers,
+    )
+    trainer = Trainer(policy, config)
+    log.info(
+        "training %d parameters on %d frames: %d steps of %d, lr %.3g (warm-up %d steps, cosine to %.3g)",
+        sum(p.numel() for p in trainer.parameters),
+        len(dataset),
+        config.steps,
+        config.batch_size,
+        config.lr,
+        config.warmup,
+        config.decay_lr,
+    )
+    losses: list[float] = []
+    started = time.monotonic()
+    batches = _batches(loader)
+    for _ in range(config.steps):
+        lr = trainer.scheduler.get_last_lr()[0]
+        loss = trainer.train_step(next(batches))
+        losses.append(loss)
+        step = trainer.step
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.monotonic() - started
+            log.info(
+                "step %d/%d loss %.4f lr %.3g (%.2f s/step)",
+                step,
+                config.steps,
+                sum(losses) / len(losses),
+                lr,
+                elapsed / step,
+            )
+            losses.clear()
+        if step == config.steps or (config.save_every and step % config.save_every == 0):
+            log.info("saved %s", save(policy, output, step))
+    return output / "last"

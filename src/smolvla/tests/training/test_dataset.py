@@ -1,0 +1,221 @@
+"""Episodes from real rosbag2 files: reading, frame alignment, action chunks, statistics, errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from rosbag_files import (
+    ACTION,
+    FRONT,
+    JOINTS,
+    MS,
+    T0,
+    WRIST,
+    action_value,
+    default_streams,
+    front_rgb,
+    state_value,
+    ticks,
+    wrist_rgb,
+    write_bag,
+)
+
+from smolvla.training import BagError, EpisodeDataset, Topics, dataset_statistics, load_episode
+
+TOPICS = Topics(cameras=(FRONT, WRIST))
+TASK = "pick up the cube"
+
+
+def _newest_at_or_before(stamps: list[int], t: int) -> int:
+    """Index of the newest stamp <= t, by the definition (a linear scan)."""
+    return max(i for i, stamp in enumerate(stamps) if stamp <= t)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_frames_take_the_newest_sample_at_or_before_their_time(tmp_path, storage):
+    bag = write_bag(tmp_path / "ep", storage=storage)
+    streams = default_streams()
+    episode = load_episode(bag, TOPICS, task=TASK)
+
+    # Grid: from the last topic to start (the commands, 40 ms) to the first topic to end (the wrist camera,
+    # 930 ms), at 30 Hz.
+    last_start = T0 + 40 * MS
+    first_end = min(stamps[-1] for stamps in streams.values())
+    assert episode.times[0] == last_start
+    assert np.all(np.diff(episode.times) >= 33_333_333) and np.all(np.diff(episode.times) <= 33_333_334)
+    assert episode.times[-1] <= first_end < episode.times[-1] + 33_333_334
+    assert len(episode) == 27 and episode.task == TASK
+
+    for k, t in enumerate(episode.times.tolist()):
+        i = _newest_at_or_before(streams[JOINTS], t)
+        np.testing.assert_allclose(episode.state[k], state_value(i), rtol=1e-6)  # reordered from shuffled names
+        a = _newest_at_or_before(streams[ACTION], t)
+        np.testing.assert_allclose(episode.actions[k], action_value(a), rtol=1e-6)
+        for c, (topic, colour) in enumerate(((FRONT, front_rgb), (WRIST, wrist_rgb))):
+            j = _newest_at_or_before(streams[topic], t)
+            assert episode.image_stamps[k, c] == streams[topic][j]
+            image = episode.images[c][episode.image_index[k, c]]
+            assert image.shape == (24, 32, 3) and image.dtype == np.uint8
+            assert tuple(image[5, 7]) == colour(j)  # bgr8 and PNG both come out RGB
+
+    # Hand-checked frames: a command stamped exactly at the frame time is the frame's action (at or before), the
+    # 10 Hz wrist camera is shown for three frames.
+    np.testing.assert_allclose(episode.actions[0], action_value(0), rtol=1e-6)
+    np.testing.assert_allclose(episode.actions[5], action_value(5), rtol=1e-6)
+    np.testing.assert_allclose(episode.state[1], state_value(7), rtol=1e-6)  # 73.3 ms -> state at 70 ms
+    wrist_shown = [int(episode.images[1][episode.image_index[k, 1]][0, 0, 0]) for k in range(7)]
+    assert wrist_shown == [0, 0, 0, 1, 1, 1, 2]
+    # Each wrist message is decoded once however many frames show it.
+    assert len(episode.images[1]) == len(np.unique(episode.image_index[:, 1]))
+
+
+def test_trajectory_actions_are_reordered_by_joint_name(tmp_path):
+    bag = write_bag(tmp_path / "ep", storage="mcap", trajectory=True)
+    episode = load_episode(bag, TOPICS, task=TASK)
+    for k, t in enumerate(episode.times.tolist()):
+        expected = action_value(_newest_at_or_before(default_streams()[ACTION], t))
+        np.testing.assert_allclose(episode.actions[k], expected, rtol=1e-6)
+
+
+def test_chunks_are_padded_with_the_last_action_past_the_episode_end(tmp_path):
+    episode = load_episode(write_bag(tmp_path / "ep"), TOPICS, task=TASK)
+    dataset = EpisodeDataset([episode], chunk_size=10, n_slots=3, image_size=(16, 16))
+    assert len(dataset) == len(episode) == 27
+
+    first = dataset[0]
+    assert not first["action_is_pad"].any()
+    torch.testing.assert_close(first["actions"], torch.from_numpy(episode.actions[:10]))
+    assert first["images"].shape == (3, 3, 16, 16) and first["images"].dtype == torch.float32
+    assert first["image_mask"].tolist() == [True, True, False]  # third slot: no camera, masked
+    assert float(first["images"][2].abs().max()) == 0.0
+    assert first["task"] == TASK and first["state"].shape == (6,)
+
+    near_end = dataset[24]  # frames 24, 25, 26 are real
+    assert near_end["action_is_pad"].tolist() == [False] * 3 + [True] * 7
+    torch.testing.assert_close(near_end["actions"][:3], torch.from_numpy(episode.actions[24:27]))
+    last = torch.from_numpy(episode.actions[-1])
+    assert all(torch.equal(row, last) for row in near_end["actions"][3:])
+
+    final = dataset[26]
+    assert final["action_is_pad"].tolist() == [False] + [True] * 9
+    assert all(torch.equal(row, last) for row in final["actions"])
+
+
+def test_images_are_resized_as_the_model_resizes(tmp_path):
+    """Pre-resizing to the model's size makes the model's own resize a no-op, so training sees what inference
+    sees (preprocess_images resizes the raw image once)."""
+    from smolvla.policy.processing import resize_with_pad
+
+    episode = load_episode(write_bag(tmp_path / "ep"), TOPICS, task=TASK)
+    images = EpisodeDataset([episode], chunk_size=4, n_slots=2, image_size=(40, 40))[3]["images"]
+    again = resize_with_pad(images, 40, 40)
+    torch.testing.assert_close(again, images, rtol=0, atol=0)
+    # 32x24 fits 40 wide -> 40x30, padded on top with 10 rows of zeros.
+    assert float(images[:, :, :10].abs().max()) == 0.0 and float(images[:, :, 10:].min()) > 0.0
+
+
+def test_statistics_are_mean_and_std_over_all_frames(tmp_path):
+    streams = default_streams(600.0)
+    episodes = [
+        load_episode(write_bag(tmp_path / "a"), TOPICS, task=TASK),
+        load_episode(write_bag(tmp_path / "b", streams, storage="mcap"), TOPICS, task=TASK),
+    ]
+    stats = dataset_statistics(episodes)
+    state = np.concatenate([e.state for e in episodes]).astype(np.float64)
+    actions = np.concatenate([e.actions for e in episodes]).astype(np.float64)
+    assert len(state) == 27 + 15
+    for got, expected in (
+        (stats.state_mean, state.mean(0)),
+        (stats.state_std, state.std(0)),
+        (stats.action_mean, actions.mean(0)),
+        (stats.action_std, actions.std(0)),
+    ):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    # Every joint moves alike here: the spread of the first one by hand.
+    first_states = [
+        state_value(_newest_at_or_before(s, t))[0]
+        for e, s in zip(episodes, (default_streams()[JOINTS], streams[JOINTS]), strict=True)
+        for t in e.times.tolist()
+    ]
+    assert stats.state_std[0].item() == pytest.approx(np.std(first_states), rel=1e-6)
+
+
+def test_task_file_in_the_bag_overrides_the_run_task(tmp_path):
+    bag = write_bag(tmp_path / "ep")
+    with pytest.raises(BagError, match="no task"):
+        load_episode(bag, TOPICS)
+    (bag / "task.txt").write_text("  stack the red\nblock \n")
+    assert load_episode(bag, TOPICS, task=TASK).task == "stack the red block"
+    (bag / "task.txt").write_text("   ")
+    with pytest.raises(BagError, match="task.txt: instruction is empty"):
+        load_episode(bag, TOPICS, task=TASK)
+
+
+def test_missing_topic_names_bag_and_topic(tmp_path):
+    streams = default_streams()
+    del streams[WRIST]
+    bag = write_bag(tmp_path / "ep", streams)
+    with pytest.raises(BagError, match=rf"{bag}: camera topic {WRIST} is not in the bag"):
+        load_episode(bag, TOPICS, task=TASK)
+    with pytest.raises(BagError, match=r"action topic /other/commands is not in the bag"):
+        load_episode(bag, Topics(cameras=(FRONT,), action="/other/commands"), task=TASK)
+
+
+def test_wrong_message_type_is_refused(tmp_path):
+    bag = write_bag(tmp_path / "ep")
+    with pytest.raises(BagError, match=rf"camera topic {JOINTS} has type sensor_msgs/msg/JointState"):
+        load_episode(bag, Topics(cameras=(JOINTS,), joint_state="/other"), task=TASK)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_unreadable_bag_names_the_bag(tmp_path, storage):
+    bag = write_bag(tmp_path / "ep", storage=storage)
+    storage_file = next(p for p in bag.iterdir() if p.name != "metadata.yaml")
+    storage_file.write_bytes(b"this is not a bag" * 100)
+    with pytest.raises(BagError, match=rf"{bag}: cannot (open the bag|read topic)"):
+        load_episode(bag, TOPICS, task=TASK)
+    with pytest.raises(BagError, match="not a rosbag2 bag directory"):
+        load_episode(tmp_path, TOPICS, task=TASK)
+
+
+def test_input_older_than_max_age_is_an_error_naming_topic_and_time(tmp_path):
+    streams = default_streams()
+    # The front camera stalls from 400 to 800 ms.
+    streams[FRONT] = [t for t in streams[FRONT] if not T0 + 400 * MS < t < T0 + 800 * MS]
+    bag = write_bag(tmp_path / "ep", streams)
+    with pytest.raises(BagError, match=rf"{FRONT} has no sample within 0.250 s before the frame at 0.640 s"):
+        load_episode(bag, TOPICS, task=TASK)
+    # A larger max age accepts the gap.
+    assert len(load_episode(bag, TOPICS, task=TASK, max_age=0.5)) == 27
+
+
+def test_inputs_that_never_overlap_are_refused(tmp_path):
+    streams = default_streams()
+    streams[ACTION] = ticks(2000, 1000 / 30, 2500)
+    bag = write_bag(tmp_path / "ep", streams)
+    with pytest.raises(BagError, match="no instant has every input"):
+        load_episode(bag, TOPICS, task=TASK)
+
+
+def test_reading_leaves_the_bag_unchanged(tmp_path):
+    bag = write_bag(tmp_path / "ep", storage="sqlite3")
+    (bag / "task.txt").write_text(TASK)
+
+    def digest():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(bag.iterdir())}
+
+    before = digest()
+    load_episode(bag, TOPICS)
+    assert digest() == before
+
+
+def test_command_of_the_wrong_length_names_topic_and_message(tmp_path):
+    bag = write_bag(tmp_path / "ep")
+    five = Topics(
+        cameras=(FRONT,), joint_names=("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "gripper")
+    )
+    with pytest.raises(BagError, match=rf"{ACTION} message 0 at 0.040 s: command has 6 values, expected one per joint"):
+        load_episode(bag, five, task=TASK)

@@ -1,0 +1,144 @@
+"""Fine-tuning: the recipe's schedule, a real optimisation of the tiny model on bag data, and `smolvla-train` end to
+end (bags in, a checkpoint out that loads back and predicts)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from rosbag_files import FRONT, WRIST, default_streams, write_bag
+from torch.utils.data import default_collate
+
+from smolvla.policy import SmolVLAPolicy, make_tiny_checkpoint
+from smolvla.training import EpisodeDataset, Topics, TrainConfig, Trainer, dataset_statistics, load_episode
+from smolvla.training.cli import main
+from smolvla.training.trainer import learning_rate
+
+TOPICS = Topics(cameras=(FRONT, WRIST))
+TASK = "pick up the cube"
+
+
+@pytest.fixture(scope="module")
+def tiny_two_cameras(tmp_path_factory):
+    """A tiny checkpoint with two image slots, 6 joints, chunk 10."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny2"), n_cameras=2, chunk_size=10, seed=1)
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    """Two episodes: sqlite3 with the run's task, mcap with its own task.txt."""
+    root = tmp_path_factory.mktemp("bags")
+    write_bag(root / "episode_0", storage="sqlite3")
+    second = write_bag(root / "episode_1", default_streams(700.0), storage="mcap")
+    (second / "task.txt").write_text("put the cube on the target\n")
+    return root
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(steps=100, warmup_steps=10)
+    assert learning_rate(0, config) == pytest.approx(1e-4 / 11)
+    assert learning_rate(9, config) == pytest.approx(1e-4 * 10 / 11)
+    assert learning_rate(10, config) == pytest.approx(1e-4)
+    assert learning_rate(99, config) == pytest.approx(2.5e-6)
+    decay = [learning_rate(step, config) for step in range(10, 100)]
+    assert all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    # Default warm-up: LeRobot's 1000 of 30000 steps, scaled to shorter runs.
+    assert TrainConfig(steps=20_000).warmup == 666 and TrainConfig(steps=90_000).warmup == 1000
+    assert TrainConfig(steps=10).warmup == 0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(steps=10, warmup_steps=10)
+
+
+def test_optimising_a_fixed_batch_lowers_the_loss_and_trains_only_the_expert_side(tiny_two_cameras, bags):
+    policy = SmolVLAPolicy.from_pretrained(tiny_two_cameras)
+    episode = load_episode(bags / "episode_0", TOPICS, task=TASK)
+    policy.normalizer = dataset_statistics([episode])
+    dataset = EpisodeDataset([episode], chunk_size=10, n_slots=2, image_size=policy.config.resize_imgs_with_padding)
+    batch = default_collate([dataset[k] for k in (0, 7, 14, 25)])
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(4, 10, policy.config.max_action_dim, generator=gen)
+    time = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    vision_before = policy.model.vlm.vision_model.state_dict()["embeddings.patch_embedding.weight"].clone()
+    proj_before = policy.model.action_out_proj.weight.detach().clone()
+
+    trainer = Trainer(policy, TrainConfig(steps=25, lr=1e-3, warmup_steps=0))
+    losses = [trainer.train_step(batch, noise=noise, time=time) for _ in range(25)]
+
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert torch.equal(policy.model.vlm.vision_model.state_dict()["embeddings.patch_embedding.weight"], vision_before)
+    assert not torch.equal(policy.model.action_out_proj.weight, proj_before)
+    assert trainer.step == 25
+
+
+def test_smolvla_train_writes_checkpoints_that_load_and_predict(tiny_two_cameras, bags, tmp_path, caplog):
+    output = tmp_path / "run"
+    caplog.set_level(logging.INFO)
+    status = main(
+        [
+            str(bags),  # a directory of bags
+            "--checkpoint",
+            str(tiny_two_cameras),
+            "--output",
+            str(output),
+            "--task",
+            TASK,
+            "--cameras",
+            FRONT,
+            WRIST,
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "2",
+            "--log-every",
+            "2",
+        ]
+    )
+    assert status == 0
+    assert sorted(p.name for p in output.iterdir()) == [
+        "dataset_stats.json",
+        "last",
+        "step_000002",
+        "step_000004",
+        "train_config.json",
+    ]
+    assert "step 2/4 loss" in caplog.text and "step 4/4 loss" in caplog.text
+    last = output / "last"
+    assert (last / "model.safetensors").read_bytes() == (output / "step_000004" / "model.safetensors").read_bytes()
+    assert (last / "model.safetensors").read_bytes() != (tiny_two_cameras / "model.safetensors").read_bytes()
+
+    episodes = [
+        load_episode(bags / "episode_0", TOPICS, task=TASK),
+        load_episode(bags / "episode_1", TOPICS, task=TASK),
+    ]
+    expected = dataset_statistics(episodes)
+    policy = SmolVLAPolicy.from_pretrained(last)
+    for name in ("state_mean", "state_std", "action_mean", "action_std"):
+        torch.testing.assert_close(getattr(policy.normalizer, name), getattr(expected, name))
+    stats = json.loads((output / "dataset_stats.json").read_text())
+    np.testing.assert_allclose(stats["action"]["mean"], expected.action_mean.numpy(), rtol=1e-6)
+    assert stats["frames"] == sum(len(e) for e in episodes)
+    assert [e["task"] for e in stats["episodes"]] == [TASK, "put the cube on the target"]
+
+    images = [episodes[0].images[0][0], episodes[0].images[1][0]]
+    chunk = policy.predict_chunk(images, episodes[0].state[0], TASK)
+    assert chunk.shape == (10, 6) and np.isfinite(chunk).all()
+
+
+def test_smolvla_train_refuses_data_the_checkpoint_cannot_take(bags, tmp_path, capsys):
+    one_camera = make_tiny_checkpoint(tmp_path / "tiny1", n_cameras=1, chunk_size=10)
+    args = [str(bags / "episode_0"), "--checkpoint", str(one_camera), "--task", TASK, "--cameras", FRONT, WRIST]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 2
+    assert "2 cameras but the checkpoint has 1 image slots" in capsys.readouterr().err
+    five_joints = ["--joint-names", "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "gripper"]
+    assert main([*args[:-1], "--output", str(tmp_path / "b"), *five_joints]) == 2
+    assert "a state of 5 joints but the checkpoint's state has 6" in capsys.readouterr().err
+    assert main([*args[:-2], "/camera/side/image_raw", "--output", str(tmp_path / "c")]) == 2
+    assert f"{bags / 'episode_0'}: camera topic /camera/side/image_raw is not in the bag" in capsys.readouterr().err
+    assert main([*args[:-1], "--output", str(bags / "episode_0" / "out")]) == 2
+    assert "bags are never written to" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (bags / "episode_0" / "out").exists()
