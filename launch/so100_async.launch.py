@@ -4,16 +4,19 @@
         calibration_file:=<LeRobot calibration JSON>
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true checkpoint:=/path/to/checkpoint
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert g:=0.5
+    ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert record_dir:=episodes
 
 Starts the robot side (so100_driver's driver launch with ros2_control and the forward position controller, or
-the simulated arm with use_sim:=true), the policy node (or the scripted expert) and the action-queue executor,
-each with its parameter file from this package's config directory. The nodes, their names and which argument
-overrides which parameter come from smolvla_ros.launcher.graph_plan, the same plan `smolvla_launch` runs on
-machines without ROS 2 launch, so both start the same graph. Empty arguments keep the parameter files' values.
-If the policy or the executor exits, the whole launch shuts down.
+the simulated arm with use_sim:=true), the policy node (or the scripted expert), the action-queue executor and,
+with record_dir, the episode recorder, each with its parameter file from this package's config directory. The
+nodes, their names and which argument overrides which parameter come from smolvla_ros.launcher.graph_plan, the
+same plan `smolvla_launch` runs on machines without ROS 2 launch, so both start the same graph. Empty arguments
+keep the parameter files' values.
+If any of these nodes exits, the whole launch shuts down.
 """
 
 import os
+from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, Shutdown
@@ -37,7 +40,9 @@ ARGUMENTS = [
     ("chunk_size", "", "actions per chunk (executor, expert); must match the checkpoint"),
     ("device", "", "torch device of the model: cpu, cuda, ..."),
     ("dtype", "", "model dtype: float32 or bfloat16"),
-    ("config_dir", "", "directory with policy.yaml, executor.yaml, sim.yaml, expert.yaml (default: installed)"),
+    ("config_dir", "", "directory with the parameter files (default: the installed share/smolvla_ros/config)"),
+    ("record_dir", "", "also record episodes (rosbag2, for smolvla-train) into this directory; empty: no recorder"),
+    ("task", "", "task text of the recorded episodes (default: instruction, else recorder.yaml's)"),
     # Passed to so100_driver's launch when use_sim is false.
     ("port", "/dev/ttyACM0", "serial device of the SO-100 bus"),
     ("calibration_file", "", "LeRobot calibration JSON of the arm"),
@@ -71,6 +76,8 @@ def _graph(context):
         cameras=tuple(cameras) if cameras else None,
         device=optional("device"),
         dtype=optional("dtype"),
+        record_dir=optional("record_dir", Path),
+        task=optional("task"),
     )
     config_dir = value("config_dir") or PathJoinSubstitution([FindPackageShare("smolvla_ros"), "config"]).perform(
         context

@@ -37,10 +37,12 @@ setup(
             "executor_node = smolvla_ros.executor_node:main",
             "sim_arm_node = smolvla_ros.sim_arm_node:main",
             "expert_policy_node = smolvla_ros.expert_policy_node:main",
+            "recorder_node = smolvla_ros.recorder_node:main",
             "smolvla_launch = smolvla_ros.launcher:main",
             "smolvla_demo = smolvla_ros.demo:main",
             "smolvla_eval_async = smolvla_ros.eval_async:main",
             "smolvla_set_instruction = smolvla_ros.set_instruction:main",
+            "smolvla_episode = smolvla_ros.episode:main",
         ],
     },
 )

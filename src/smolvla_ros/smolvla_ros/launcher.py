@@ -352,8 +352,10 @@ class GraphOptions:
     mode: executor mode (sync, async, continuous, auto); g: its threshold.
     chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's. When None
         and the checkpoint is a local directory, its config.json's chunk_size is used.
-    cameras: camera topics for the policy in priority order (global view, wrist, side).
-    extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor).
+    cameras: camera topics for the policy in priority order (global view, wrist, side); the recorder's too.
+    record_dir: start the episode recorder (recorder_node, config/recorder.yaml) writing into this directory.
+    task: the recorder's task text (task.txt of each episode); None: the instruction if given, else the file's.
+    extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor, recorder).
     """
 
     sim: bool = False
@@ -368,6 +370,8 @@ class GraphOptions:
     device: str | None = None
     dtype: str | None = None
     config_dir: Path | None = None
+    record_dir: Path | None = None
+    task: str | None = None
     extra: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
@@ -379,7 +383,7 @@ MODES = ("sync", "async", "continuous", "auto")
 class NodePlan:
     """One node of the graph before executables and files are resolved (shared with so100_async.launch.py).
 
-    label: robot, policy or executor; executable: in smolvla_ros's lib directory; node_name: the ROS node name
+    label: robot, policy, executor or recorder; executable: in smolvla_ros's lib directory; node_name: the ROS node name
     (the key in its parameter file); params_file: file name in the config directory; parameters: overrides.
     """
 
@@ -405,7 +409,7 @@ def checkpoint_chunk_size(checkpoint: str) -> int | None:
 
 
 def graph_plan(options: GraphOptions) -> list[NodePlan]:
-    """Which nodes to start with which overrides: [simulated arm,] policy or expert, executor.
+    """Which nodes to start with which overrides: [simulated arm,] policy or expert, executor[, recorder].
 
     Raises ValueError for options out of range. The robot side of a real arm (the so100_driver launch) is not
     part of the plan: only `ros2 launch` can start ros2_control.
@@ -422,6 +426,8 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         raise ValueError(f"chunk size must be at least 1, got {options.chunk_size}")
     if options.cameras is not None and not 1 <= len(options.cameras) <= 3:
         raise ValueError(f"give 1 to 3 camera topics, got {len(options.cameras)}")
+    if options.task is not None and options.record_dir is None:
+        raise ValueError("a task is only used when recording: give a record directory too")
 
     chunk_size = options.chunk_size
     if chunk_size is None and options.policy == "smolvla" and options.checkpoint:
@@ -450,6 +456,15 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
     if options.g is not None:
         executor_params["threshold"] = float(options.g)
     plans.append(NodePlan("executor", "executor_node", "smolvla_executor", "executor.yaml", executor_params))
+    if options.record_dir is not None:
+        # Absolute, so the episodes land where the user meant whatever directory the node process runs in.
+        recorder_params: dict[str, object] = {"output_dir": str(Path(options.record_dir).expanduser().absolute())}
+        task = options.task if options.task is not None else options.instruction
+        if task is not None:
+            recorder_params["task"] = task
+        if options.cameras is not None:
+            recorder_params["camera_topics"] = list(options.cameras)
+        plans.append(NodePlan("recorder", "recorder_node", "smolvla_recorder", "recorder.yaml", recorder_params))
 
     unknown = set(options.extra) - {plan.label for plan in plans}
     if unknown:
@@ -506,13 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype")
     parser.add_argument("--config-dir", type=Path, help="look for parameter files here first")
     parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="also record episodes (rosbag2, for smolvla-train) into DIR/episode_NNNN; the first starts at once",
+    )
+    parser.add_argument("--task", help="task text of the recorded episodes (default: --instruction, else the file's)")
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         type=_parse_override,
         metavar="NODE.PARAM=VALUE",
-        help="any further parameter override; NODE is robot, policy or executor (repeatable)",
+        help="any further parameter override; NODE is robot, policy, executor or recorder (repeatable)",
     )
     parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds to wait after SIGINT before killing")
     parser.add_argument("--dry-run", action="store_true", help="print the command lines and exit")
@@ -540,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device=args.device,
                 dtype=args.dtype,
                 config_dir=args.config_dir,
+                record_dir=args.record,
+                task=args.task,
                 extra=extra,
             )
         )

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-import rclpy
-from rclpy.node import Node
-
 from smolvla_msgs.srv import SetInstruction
+from smolvla_ros.service_call import call_service_cli
 
 DEFAULT_SERVICE = "/smolvla/set_instruction"
 
@@ -24,24 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the policy (10)")
     args = parser.parse_args(argv)
 
-    rclpy.init()
-    node = Node("smolvla_set_instruction")
-    try:
-        client = node.create_client(SetInstruction, args.service)
-        if not client.wait_for_service(timeout_sec=args.timeout):
-            print(f"no policy offers {args.service} (waited {args.timeout:g} s): is the graph running?")
-            return 1
-        future = client.call_async(SetInstruction.Request(instruction=args.instruction))
-        rclpy.spin_until_future_complete(node, future, timeout_sec=args.timeout)
-        if not future.done():
-            print(f"{args.service} did not answer within {args.timeout:g} s")
-            return 1
-        response = future.result()
-        print(("accepted: " if response.accepted else "refused: ") + response.message)
-        return 0 if response.accepted else 1
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return call_service_cli(
+        SetInstruction,
+        args.service,
+        SetInstruction.Request(instruction=args.instruction),
+        lambda r: (r.accepted, ("accepted: " if r.accepted else "refused: ") + r.message),
+        node_name="smolvla_set_instruction",
+        server="policy",
+        timeout=args.timeout,
+    )
 
 
 if __name__ == "__main__":

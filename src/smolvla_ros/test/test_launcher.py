@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rosbags.rosbag2 import Reader
 
 from smolvla_ros.launcher import (
     GraphOptions,
@@ -202,7 +203,7 @@ def test_run_fails_when_a_required_node_dies():
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    for name in ("sim.yaml", "policy.yaml", "expert.yaml", "executor.yaml"):
+    for name in ("sim.yaml", "policy.yaml", "expert.yaml", "executor.yaml", "recorder.yaml"):
         (tmp_path / name).write_text("{}\n")
     return tmp_path
 
@@ -244,6 +245,21 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
     assert expert[0].parameters == {"chunk_size": 50} and expert[0].params_file == config_dir / "expert.yaml"
 
 
+def test_record_adds_the_recorder_with_an_absolute_directory_the_task_and_the_cameras(config_dir, monkeypatch):
+    monkeypatch.chdir(config_dir)
+    cameras = ("/cam/front/image_raw", "/cam/wrist/image_raw/compressed")
+    specs = graph_nodes(
+        GraphOptions(sim=True, policy="expert", record_dir=Path("episodes"), task="stack", config_dir=config_dir)
+    )
+    assert [s.name for s in specs] == ["robot", "policy", "executor", "recorder"]
+    recorder = specs[-1]
+    assert Path(recorder.command[0]).name == "recorder_node" and recorder.params_file == config_dir / "recorder.yaml"
+    assert recorder.parameters == {"output_dir": str(config_dir / "episodes"), "task": "stack"}
+    plan = graph_plan(GraphOptions(record_dir=Path("/data/eps"), instruction="pick", cameras=cameras))[-1]
+    assert plan.parameters == {"output_dir": "/data/eps", "task": "pick", "camera_topics": list(cameras)}
+    assert graph_plan(GraphOptions(record_dir=Path("/d")))[-1].parameters == {"output_dir": "/d"}  # file's task
+
+
 def test_executor_chunk_size_follows_a_local_checkpoint(tmp_path):
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
@@ -259,11 +275,12 @@ def test_executor_chunk_size_follows_a_local_checkpoint(tmp_path):
 
 
 def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
-    plan = graph_plan(GraphOptions(sim=True))
+    plan = graph_plan(GraphOptions(sim=True, record_dir=Path("episodes")))
     assert [(p.label, p.node_name, p.params_file) for p in plan] == [
         ("robot", "so101_sim", "sim.yaml"),
         ("policy", "smolvla_policy", "policy.yaml"),
         ("executor", "smolvla_executor", "executor.yaml"),
+        ("recorder", "smolvla_recorder", "recorder.yaml"),
     ]
     for p in plan:  # each repository parameter file is keyed by the node name the plan gives
         assert list(yaml.safe_load(find_config(p.params_file).read_text())) == [p.node_name]
@@ -279,6 +296,8 @@ def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
         (GraphOptions(chunk_size=0), "chunk size must be at least 1"),
         (GraphOptions(cameras=("a", "b", "c", "d")), "1 to 3 camera topics"),
         (GraphOptions(extra={"camera": {"x": 1}}), "nodes not in this graph"),
+        (GraphOptions(extra={"recorder": {"task": "x"}}), "nodes not in this graph"),
+        (GraphOptions(task="stack"), "only used when recording"),
     ],
 )
 def test_graph_nodes_rejects_bad_options(options, message):
@@ -291,7 +310,11 @@ def test_cli_dry_run_and_errors(config_dir, capsys):
     assert main([*argv, "--set", "executor.max_step=0.05", "--set", "robot.render=false"]) == 0
     out = capsys.readouterr().out
     assert "robot: " in out and "sim_arm_node --ros-args --params-file" in out and "render:=false" in out
-    assert 'instruction:="stack"' in out and "max_step:=0.05" in out
+    assert 'instruction:="stack"' in out and "max_step:=0.05" in out and "recorder: " not in out
+    assert main([*argv, "--record", str(config_dir / "eps"), "--task", "stack it"]) == 0
+    out = capsys.readouterr().out
+    assert f"recorder_node --ros-args --params-file {config_dir / 'recorder.yaml'}" in out
+    assert f'output_dir:="{config_dir / "eps"}"' in out and 'task:="stack it"' in out
     assert main(["-g", "2", "--config-dir", str(config_dir)]) == 2
     assert "g must be within" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -309,17 +332,30 @@ def test_smolvla_launch_runs_the_simulated_graph_and_stops_it_cleanly_on_ctrl_c(
     node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", commands.append, 10)
     node.create_subscription(ActionChunk, "/smolvla/action_chunk", chunks.append, 10)
     log_path = tmp_path / "smolvla_launch.log"
-    argv = [find_executable("smolvla_launch"), "--sim", "--policy", "expert", "--set", "robot.camera_rate=0.0"]
+    episodes = tmp_path / "episodes"
+    # Cameras at a low rate: the expert does not look at them, the recorder needs them (a bag starts when every
+    # recorded topic has sent a message).
+    argv = [find_executable("smolvla_launch"), "--sim", "--policy", "expert", "--set", "robot.camera_rate=5.0"]
+    argv += ["--record", str(episodes)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         try:
             ros.wait_for(lambda: len(chunks) >= 2 and len(commands) >= 60, 90.0, "chunks and commands from the graph")
+            ros.wait_for(lambda: "writing from now on" in log_path.read_text(), 30.0, "the recorder to start its bag")
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(30)
     out = log_path.read_text()
     assert process.returncode == 0, out
-    for label in ("robot", "policy", "executor"):
+    for label in ("robot", "policy", "executor", "recorder"):
         assert f"[launch  ] {label} exited with code 0" in out, out
     assert "[executor] " in out and "[policy  ] " in out and "[robot   ] " in out
     assert "killing" not in out
+    # The recorder's episode was closed on Ctrl-C (test_recorder_node checks its contents message by message).
+    with Reader(episodes / "episode_0001") as bag:
+        counts = {topic: info.msgcount for topic, info in bag.topics.items()}
+    assert counts["/joint_states"] > 100 and counts["/forward_position_controller/commands"] > 30, counts
+    assert counts["/camera/front/image_raw"] > 0 and counts["/camera/wrist/image_raw"] > 0, counts
+    assert (
+        episodes / "episode_0001" / "task.txt"
+    ).read_text().strip() == "pick up the cube and place it on the green target"

@@ -28,6 +28,7 @@ from rosbags.typesys import Stores, get_typestore
 from ..images import CompressedImage, ImageConversionError, RawImage
 from ..instruction import check_instruction
 from ..observation import order_joint_positions
+from ..recording import TASK_FILE  # the file that episode's task is in (overrides the run's task)
 
 #: Defaults: the topics this workspace's graph publishes (config/policy.yaml, config/executor.yaml, config/sim.yaml).
 DEFAULT_CAMERA_TOPICS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
@@ -35,8 +36,6 @@ DEFAULT_JOINT_STATE_TOPIC = "/joint_states"
 DEFAULT_ACTION_TOPIC = "/forward_position_controller/commands"
 DEFAULT_JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 
-#: File in a bag directory whose text is that episode's task (overrides the task given for the whole run).
-TASK_FILE = "task.txt"
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"

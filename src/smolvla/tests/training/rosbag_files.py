@@ -123,10 +123,10 @@ def _trajectory(i: int, stamp: int):
     )
 
 
-def write_bag(
-    path: Path, streams: dict[str, list[int]] | None = None, *, storage: str = "sqlite3", trajectory: bool = False
-) -> Path:
-    """Write a rosbag2 episode (version 9, as Jazzy writes) with the given message log times per topic; message i
+def serialized_messages(
+    streams: dict[str, list[int]] | None = None, *, trajectory: bool = False
+) -> list[tuple[int, str, str, bytes]]:
+    """(log time ns, topic, message type, CDR bytes) of every message of an episode, in log-time order; message i
     of a topic carries the values of `state_value(i)`, `action_value(i)`, `front_rgb(i)`, `wrist_rgb(i)`. With
     `trajectory` the action topic holds JointTrajectory messages instead of Float64MultiArray."""
     streams = default_streams() if streams is None else streams
@@ -142,11 +142,22 @@ def write_bag(
         ),
     }
     messages = []
+    for topic, stamps in streams.items():
+        msgtype, make = makers[topic]
+        messages += [
+            (stamp, topic, msgtype, bytes(TS.serialize_cdr(make(i, stamp), msgtype))) for i, stamp in enumerate(stamps)
+        ]
+    return sorted(messages, key=lambda m: m[0])
+
+
+def write_bag(
+    path: Path, streams: dict[str, list[int]] | None = None, *, storage: str = "sqlite3", trajectory: bool = False
+) -> Path:
+    """Write `serialized_messages(streams, trajectory=...)` as a rosbag2 episode (version 9, as Jazzy writes)."""
     with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
-        for topic, stamps in streams.items():
-            msgtype, make = makers[topic]
-            connection = writer.add_connection(topic, msgtype, typestore=TS)
-            messages += [(stamp, connection, msgtype, make, i) for i, stamp in enumerate(stamps)]
-        for stamp, connection, msgtype, make, i in sorted(messages, key=lambda m: m[0]):
-            writer.write(connection, stamp, TS.serialize_cdr(make(i, stamp), msgtype))
+        connections = {}
+        for stamp, topic, msgtype, data in serialized_messages(streams, trajectory=trajectory):
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
+            writer.write(connections[topic], stamp, data)
     return path
