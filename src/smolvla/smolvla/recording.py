@@ -14,7 +14,8 @@ On disk, under an output directory:
 An episode is written inside a hidden `.episode_NNNN.partial` directory and moved to `episode_NNNN` only when it
 has been closed, so a bag under its final name is always complete. A process killed while writing (SIGKILL, power
 loss) leaves the partial directory behind: it has no metadata.yaml, so `smolvla-train` never takes it for a bag;
-numbering continues after it and nothing is ever overwritten. This module is imported without torch (the recorder
+numbering continues after it and nothing is ever overwritten. A discarded episode (`EpisodeWriter.discard`) leaves
+nothing behind, and its number is taken by the next one. This module is imported without torch (the recorder
 node must start fast and small), so it lives outside `smolvla.training`, which loads the model code.
 """
 
@@ -220,6 +221,18 @@ class EpisodeWriter:
         self._bag.rename(self.path)
         self._partial.rmdir()
         return ClosedEpisode(self.path, counts, silent)
+
+    def discard(self) -> None:
+        """Drop the episode: nothing of it stays on disk and its number is free again.
+
+        For an episode that must not reach training (e.g. a demonstration that failed); cheaper and safer than
+        closing it and deleting the bag afterwards, which would leave a complete-looking bag behind on a crash.
+        """
+        if not self._open:
+            raise RecordingError(f"{self.name} is already closed")
+        self._open = False
+        self._writer.abort()
+        self._remove_partial()
 
     def _remove_partial(self) -> None:
         shutil.rmtree(self._partial)

@@ -6,6 +6,10 @@ runs a few seeded episodes, prints per-episode success and duration, and writes 
   demo_queue_latency.png  executor queue length and chunk latency over time, episodes shaded
 The policy side is the SmolVLA policy node when --checkpoint names a checkpoint; without one it is the scripted
 expert behind the same chunk interface, and the output says so.
+
+With --record DIR the graph also runs the episode recorder, and every successful episode becomes one training bag
+DIR/episode_NNNN (from its seeded reset to the placement, task.txt = the instruction): demonstrations for
+smolvla-train. A failed episode (timeout) is discarded by the recorder, so DIR holds successful ones only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
+from smolvla_ros.recorder_node import NODE_NAME as RECORDER_NODE
 from smolvla_ros.sim_session import CAMERA_TOPICS, SimSession, StatusSample
 
 DEFAULT_INSTRUCTION = "pick up the cube and place it on the green target"
@@ -34,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("sync", "async", "continuous", "auto"), help="executor mode")
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record each successful episode as a bag DIR/episode_NNNN for smolvla-train (failed ones are discarded)",
+    )
     return parser
 
 
@@ -95,9 +106,13 @@ def run(args: argparse.Namespace) -> int:
         policy="expert" if expert else "smolvla",
         checkpoint=args.checkpoint,
         mode=args.mode,
+        record_dir=args.record,
+        task=args.instruction if args.record else None,
         extra={
             "robot": {"seed": args.seed, "respawn_delay": -1.0},
             **({"policy": {"latency": args.latency}} if expert else {}),
+            # The session opens each episode after its reset: nothing before the first one is recorded.
+            **({"recorder": {"autostart": False}} if args.record else {}),
         },
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     with (
         open(log_path, "w") as log,
         Launcher(graph_nodes(options), output=log) as launcher,
-        SimSession(record_images_every=0.25) as session,
+        SimSession(record_images_every=0.25, recorder=f"/{RECORDER_NODE}" if args.record else None) as session,
     ):
         session.wait_ready(timeout=120.0)
         print(session.set_instruction(args.instruction), flush=True)
@@ -114,12 +129,21 @@ def run(args: argparse.Namespace) -> int:
         episodes = []
         for episode in range(args.episodes):
             start, scene = session.start_episode()
-            took = session.wait_placement(start, args.timeout)
+            took = None
+            try:
+                took = session.wait_placement(start, args.timeout)
+            finally:
+                # Also on Ctrl-C: the recorder would keep an open episode when the graph stops, and an unfinished
+                # demonstration must not end up among the training episodes.
+                saved = session.end_recording(keep=took is not None) if args.record else None
             end = time.monotonic()
             episodes.append((start, end))
             failures += took is None
             result = f"FAILED (nothing placed in {args.timeout:.0f} s)" if took is None else f"success in {took:.1f} s"
             print(f"episode {episode + 1}/{args.episodes} ({scene}): {result}", flush=True)
+            if saved is not None:
+                kept = "" if took is not None else " (failed episodes are not kept)"
+                print(f"  recorder: {saved}{kept}", flush=True)
             if not launcher.running():
                 print("a node exited; see " + str(log_path), flush=True)
                 break

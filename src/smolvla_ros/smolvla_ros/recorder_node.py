@@ -4,7 +4,8 @@ Thin ROS wiring around smolvla.recording.EpisodeWriter. It subscribes to the top
 the joint states, the commands) with raw=True, so each message reaches the bag as the CDR bytes the middleware
 delivered, stamped with its receive time (system clock, as `ros2 bag record` does). One bag per episode in
 `output_dir/episode_NNNN/` with a `task.txt`; services `~/start_episode` and `~/stop_episode` (std_srvs/Trigger)
-start and close episodes, `autostart` starts the first one at once. Ctrl-C, SIGTERM and node shutdown close the
+start and close episodes, `~/discard_episode` drops the open one (nothing stays on disk: a failed demonstration
+never reaches training), `autostart` starts the first one at once. Ctrl-C, SIGTERM and node shutdown close the
 open episode properly (node_runner calls close() while the context is still up). Parameters: config/recorder.yaml,
 docs/ros-graph.md.
 """
@@ -93,6 +94,7 @@ class RecorderNode(Node):
             self.create_subscription(cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
         self.create_service(Trigger, "~/start_episode", self._on_start)
         self.create_service(Trigger, "~/stop_episode", self._on_stop)
+        self.create_service(Trigger, "~/discard_episode", self._on_discard)
         listed = ", ".join(f"{topic} ({msgtype})" for topic, msgtype in self.topics.items())
         self.get_logger().info(f"recording {listed} into {self.output_dir} ({self.storage})")
         if p["autostart"]:
@@ -137,11 +139,24 @@ class RecorderNode(Node):
         self.get_logger().info(message)
         return message
 
+    def discard_episode(self) -> str:
+        """Drop the open episode (nothing of it is kept); returns what happened. RecordingError when none is open."""
+        if self._episode is None:
+            raise RecordingError("no episode is being recorded")
+        episode, self._episode = self._episode, None
+        episode.discard()
+        message = f"discarded {episode.name}"
+        self.get_logger().info(message)
+        return message
+
     def _on_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         return self._answer(self.start_episode, response)
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         return self._answer(self.stop_episode, response)
+
+    def _on_discard(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._answer(self.discard_episode, response)
 
     def _answer(self, action, response: Trigger.Response) -> Trigger.Response:
         try:

@@ -4,7 +4,9 @@ the closed-loop test share this.
 SimSession is an in-process rclpy node spun on a background thread. It restarts episodes cleanly (executor
 deactivated, which clears its queue and holds the arm; simulated arm reset to a seeded scene; executor activated
 again, starting from the measured joint state), records placements (rising edges of /so101_sim/task_success), the
-executor's queue length and latency, and optionally camera frames.
+executor's queue length and latency, and optionally camera frames. Given a recorder node, it also cuts one recorded
+episode per scene: the recorder's episode is opened right after the reset (before the executor moves the arm, so the
+bag starts at the seeded start pose) and kept or discarded by `end_recording` when the caller knows the outcome.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ class StatusSample:
 class SimSession:
     """See the module docstring. Use as a context manager; all waits raise TimeoutError with a reason."""
 
-    def __init__(self, *, record_images_every: float = 0.0, domain_context: Context | None = None) -> None:
+    def __init__(
+        self, *, record_images_every: float = 0.0, recorder: str | None = None, domain_context: Context | None = None
+    ) -> None:
+        """record_images_every: keep a camera frame per topic this often (s; 0: none). recorder: the full name of
+        a recorder node (e.g. "/smolvla_recorder") to record one episode per start_episode; None: no recording."""
         self._own_context = domain_context is None
         self._context = domain_context or Context()
         if self._own_context:
@@ -70,6 +76,14 @@ class SimSession:
         self._reset = self.node.create_client(Trigger, "/so101_sim/reset")
         self._lifecycle = self.node.create_client(ChangeState, "/smolvla_executor/change_state")
         self._instruction = self.node.create_client(SetInstruction, "/smolvla/set_instruction")
+        self._recorder = (
+            None
+            if recorder is None
+            else {
+                action: self.node.create_client(Trigger, f"{recorder.rstrip('/')}/{action}_episode")
+                for action in ("start", "stop", "discard")
+            }
+        )
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, name="sim-session", daemon=True)
@@ -108,9 +122,10 @@ class SimSession:
         return future.result()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until the arm, the executor and the policy side offer their services and the executor reports."""
+        """Wait until the arm, the executor, the policy side (and the recorder) offer their services and the
+        executor reports."""
         deadline = time.monotonic() + timeout
-        for client in (self._reset, self._lifecycle, self._instruction):
+        for client in (self._reset, self._lifecycle, self._instruction, *(self._recorder or {}).values()):
             if not client.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic())):
                 raise TimeoutError(f"service {client.srv_name} not available after {timeout:.0f} s")
         while not self.status:
@@ -131,14 +146,33 @@ class SimSession:
         if not self._call(self._lifecycle, request, timeout).success:
             raise RuntimeError(f"executor refused lifecycle transition {transition_id}")
 
+    def _recorder_call(self, action: str, timeout: float) -> str:
+        """Call the recorder's ~/<action>_episode; its message, RuntimeError with the recorder's reason if refused."""
+        if self._recorder is None:
+            raise RuntimeError("this session has no recorder (give SimSession a recorder node name)")
+        response = self._call(self._recorder[action], Trigger.Request(), timeout)
+        if not response.success:
+            raise RuntimeError(f"recorder refused to {action} an episode: {response.message}")
+        return response.message
+
     def start_episode(self, timeout: float = 10.0) -> tuple[float, str]:
-        """Hold the executor, reset the arm to the next seeded scene, resume; returns (start time, scene text)."""
+        """Hold the executor, reset the arm to the next seeded scene, (open a recorded episode,) resume; returns
+        (start time, scene text)."""
         self._transition(Transition.TRANSITION_DEACTIVATE, timeout)
         response = self._call(self._reset, Trigger.Request(), timeout)
         with self._lock:
             self._success = False
+        if self._recorder is not None:
+            # While the executor holds: it sends no commands, so the bag (which starts once every topic has sent)
+            # begins with the first command after the reset, at the seeded start pose.
+            self._recorder_call("start", timeout)
         self._transition(Transition.TRANSITION_ACTIVATE, timeout)
         return time.monotonic(), response.message
+
+    def end_recording(self, keep: bool, timeout: float = 10.0) -> str:
+        """Close the episode start_episode opened under its final name (keep) or discard it, so a failed
+        demonstration never reaches training; returns the recorder's message (where the bag went)."""
+        return self._recorder_call("stop" if keep else "discard", timeout)
 
     def status_snapshot(self) -> list[StatusSample]:
         """A copy of the executor status samples received so far."""

@@ -1,5 +1,5 @@
 """The recorder node in its own process over real DDS; this test process publishes cameras (raw and compressed),
-joint states and commands, and drives episodes through the recorder's services."""
+joint states and commands, and drives episodes through the recorder's services (start, stop, discard)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def recorded_indices(bag: Path) -> dict[str, list[int]]:
         }
 
 
-def test_episodes_by_service_and_autostart_and_the_open_one_is_closed_on_sigint(ros, processes, tmp_path):
+def test_episodes_by_service_and_autostart_discard_and_the_open_one_is_closed_on_sigint(ros, processes, tmp_path):
     output = tmp_path / "episodes"
     recorder = start_recorder(processes, output)  # autostart: true in config/recorder.yaml
     robot = Robot(ros)
@@ -105,6 +105,15 @@ def test_episodes_by_service_and_autostart_and_the_open_one_is_closed_on_sigint(
     answer = ros.call(robot.stop, Trigger.Request())
     assert answer.success, answer.message
     assert "episode_0001" in answer.message
+    # A discarded episode (what smolvla_demo does with a failed one) leaves nothing, and its number is reused.
+    answer = ros.call(robot.start, Trigger.Request())
+    assert answer.success and "episode_0002" in answer.message, answer.message
+    robot.burst(ros, 0.5)
+    cli = subprocess.run(
+        [sys.executable, "-m", "smolvla_ros.episode", "discard"], capture_output=True, text=True, timeout=30
+    )
+    assert cli.returncode == 0 and cli.stdout.strip() == "done: discarded episode_0002", cli.stdout + cli.stderr
+    assert sorted(p.name for p in output.iterdir()) == ["episode_0001"]
     # Episode 2, started with the command-line client; stopped by Ctrl-C.
     cli = subprocess.run(
         [sys.executable, "-m", "smolvla_ros.episode", "start"], capture_output=True, text=True, timeout=30

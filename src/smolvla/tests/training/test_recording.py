@@ -110,6 +110,25 @@ def test_open_episode_lives_under_a_partial_name_until_closed(tmp_path):
         writer.write(FRONT, messages[0][3], messages[0][0])
 
 
+def test_discarded_episode_leaves_nothing_and_its_number_is_reused(tmp_path):
+    messages = serialized_messages()
+    topics = {topic: msgtype for _, topic, msgtype, _ in messages}
+    record(tmp_path)
+    writer = EpisodeWriter(tmp_path, topics, task=TASK)
+    assert writer.name == "episode_0002"
+    for stamp, topic, _, data in messages[:50]:  # started: a bag is being written
+        writer.write(topic, data, stamp)
+    writer.discard()
+    assert os.listdir(tmp_path) == ["episode_0001"]
+    with pytest.raises(RecordingError, match="closed"):
+        writer.write(FRONT, messages[0][3], messages[0][0])
+    with pytest.raises(RecordingError, match="already closed"):
+        writer.discard()
+    again = EpisodeWriter(tmp_path, topics)
+    assert again.name == "episode_0002"
+    again.discard()
+
+
 def test_bag_starts_when_every_topic_has_sent_and_an_episode_that_never_started_is_not_kept(tmp_path):
     topics = {FRONT: "sensor_msgs/msg/Image", JOINTS: "sensor_msgs/msg/JointState"}
     messages = [m for m in serialized_messages() if m[1] in topics]  # joint states from 0 ms, images from 20 ms
