@@ -30,10 +30,17 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         assert f"recorder: closed {episodes / name} (messages:" in out, out
 
     assert sorted(p.name for p in episodes.iterdir()) == ["episode_0001", "episode_0002"]  # no partial left
+    recorded = []
     for name in ("episode_0001", "episode_0002"):
         assert (episodes / name / "task.txt").read_text().strip() == DEFAULT_INSTRUCTION
         episode = load_episode(episodes / name, Topics())
         assert episode.task == DEFAULT_INSTRUCTION and len(episode) > 30
-        # Recording starts after the reset, while the executor holds the arm: the first frame is the home pose
-        # (the second episode's too, although the first one ended with the arm at the target).
-        assert np.max(np.abs(episode.state[0] - HOME_POSITION)) < 0.1, (name, episode.state[0])
+        recorded.append(episode)
+    # Recording starts after the reset: the first frame is near the home pose, although the first episode ended with
+    # the arm at the target. Near, not at: a bag starts once every topic has sent, and under load the first camera
+    # frame may come a few control ticks after the executor started moving the arm (at most max_step per tick).
+    first, second = recorded
+    for episode in recorded:
+        assert np.max(np.abs(episode.state[0] - HOME_POSITION)) < 0.35, (episode.path, episode.state[0])
+    ended_at = np.max(np.abs(first.state[-1] - HOME_POSITION))
+    assert np.max(np.abs(second.state[0] - HOME_POSITION)) < ended_at / 2, (second.state[0], first.state[-1])
