@@ -583,14 +583,15 @@ class SmolVLAModel(nn.Module):
     def integrate(self, velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor) -> Tensor:
         """Euler integration of the flow from t=1 (noise) to t=0 in `num_steps` steps, in float32.
 
-        The time is stepped in float32 exactly as the reference does (t = 1.0, 0.9, ... accumulated), so that the
-        same noise gives the same actions.
+        The times are those of LeRobot 0.4.4: t = 1 + k * dt computed in float64, then rounded to float32 (k = 0 ..
+        num_steps - 1), not accumulated in float32 (older LeRobot), whose t drifts by a few float32 steps: 0.79999995
+        for 0.8, which moves the result by 1e-5 of its spread (benchmarks/check_parity.py). Same noise, same actions.
         """
         b = noise.shape[0]
-        dt = torch.tensor(-1.0 / self.config.num_steps, dtype=torch.float32, device=noise.device)
-        t = torch.tensor(1.0, dtype=torch.float32, device=noise.device)
+        dt = -1.0 / self.config.num_steps
+        dt_tensor = torch.tensor(dt, dtype=torch.float32, device=noise.device)
         x = noise.to(torch.float32).clone()
-        for _ in range(self.config.num_steps):
-            x += dt * velocity(x, t.expand(b))
-            t += dt
+        for k in range(self.config.num_steps):
+            t = torch.tensor(1.0 + k * dt, dtype=torch.float32, device=noise.device)
+            x += dt_tensor * velocity(x, t.expand(b))
         return x

@@ -83,6 +83,39 @@ def test_cached_sampling_equals_uncached(tiny_policy, observation, noise):
     torch.testing.assert_close(cached, uncached, atol=2e-5, rtol=1e-4)
 
 
+def test_flow_times_are_those_of_lerobot_0_4_4(tiny_policy, noise):
+    """t = 1 + k * dt computed in float64 and rounded to float32, as LeRobot 0.4.4 steps it; accumulating dt in
+    float32 (older LeRobot) gives 0.79999995 for 0.8 and moved the parity check's chunk by 1e-5 of its spread."""
+    seen = []
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.clone())
+        return torch.ones_like(x)
+
+    n = tiny_policy.config.num_steps
+    out = tiny_policy.model.integrate(velocity, noise)
+    expected = [torch.tensor(1.0 + k * (-1.0 / n), dtype=torch.float32).expand(1) for k in range(n)]
+    assert len(seen) == n
+    for got, want in zip(seen, expected, strict=True):
+        assert torch.equal(got, want), (got, want)
+    torch.testing.assert_close(out, noise - 1.0)
+
+
+def test_vision_tower_gives_every_patch_its_own_position(tiny_policy):
+    """SmolVLA's images fill the whole patch grid, so patch i must get position embedding i. transformers 4.55.1 to
+    4.57.x (the versions LeRobot 0.4.4 runs on) shift the ids by one patch in float32 (transformers issue #41190,
+    found here by benchmarks/check_parity.py); this guards the transformers installed with the project."""
+    embeddings = tiny_policy.model.vlm.vision_model.embeddings
+    bb = tiny_policy.config.backbone
+    side = bb.vision_image_size // bb.vision_patch_size
+    pixels = torch.randn(1, 3, bb.vision_image_size, bb.vision_image_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        got = embeddings(pixel_values=pixels, patch_attention_mask=torch.ones(1, side, side, dtype=torch.bool))
+        patches = embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2)
+        expected = patches + embeddings.position_embedding.weight[None]
+    torch.testing.assert_close(got, expected)
+
+
 def _velocity(policy: SmolVLAPolicy, inputs, x_t: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         prefix = policy.model.embed_prefix(*inputs)
