@@ -10,7 +10,7 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint demo queue-sim eval-async bench-model bench-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint demo queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          run the simulated arm with the policy side and the executor (sets up first)"
@@ -20,6 +20,7 @@ help:
 	@echo "make eval-async    sync vs async vs continuous execution in simulation"
 	@echo "make bench-model   SmolVLA latency per chunk on this machine"
 	@echo "make bench-reference  the same, compiled too, side by side with LeRobot 0.4.4 (own venv)"
+	@echo "make parity-reference  LeRobot 0.4.4 vs ours on the same random weights (own venv; fails on mismatch)"
 	@echo "make bench-ros     executor jitter and ROS overhead"
 	@echo "make bench-driver  STS3215 bus cycle time over a pseudo-terminal"
 	@echo "make lock          re-resolve requirements/top.txt into requirements/lock.txt"
@@ -58,6 +59,12 @@ bench-model: $(VENV_STAMP)
 bench-reference: $(VENV_STAMP)
 	tools/setup_reference_venv.sh
 	$(IN_ENV) python benchmarks/bench_model.py --dtypes bfloat16 --modes eager compiled --reference
+
+parity-reference: $(VENV_STAMP)
+	tools/setup_reference_venv.sh
+	dir=$$(mktemp -d -t smolvla-parity.XXXXXX) && trap 'rm -rf "$$dir"' EXIT && \
+	  .venv-reference/bin/python benchmarks/parity_reference.py "$$dir" && \
+	  $(IN_ENV) python benchmarks/check_parity.py "$$dir"
 
 bench-ros: setup
 	$(IN_ENV) python benchmarks/bench_ros.py
