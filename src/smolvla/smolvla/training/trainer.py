@@ -1,8 +1,8 @@
 """The fine-tuning loop: SmolVLA's recipe (AdamW, warm-up + cosine decay, gradient clipping, frozen VLM) over an
 `EpisodeDataset`, with checkpoints in the published layout.
 
-Checkpoints land in OUTPUT/step_NNNNNN (every `save_every` steps and at the end) and OUTPUT/last (a copy of the
-newest), written by `SmolVLAPolicy.save_pretrained`: the policy node (`checkpoint:=OUTPUT/last`) and LeRobot load
+Checkpoints land in OUTPUT/step_NNNNNN (every `save_every` steps and at the end) and OUTPUT/last (a symbolic link to
+the newest), written by `SmolVLAPolicy.save_pretrained`: the policy node (`checkpoint:=OUTPUT/last`) and LeRobot load
 them. The recipe defaults are the paper's and the reference's (docs/training.md).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,14 +145,14 @@ class Trainer:
 
 
 def save(policy: SmolVLAPolicy, output: Path, step: int) -> Path:
-    """Write OUTPUT/step_NNNNNN and replace OUTPUT/last with a copy of it; returns the step directory."""
+    """Write OUTPUT/step_NNNNNN and point the link OUTPUT/last at it; returns the step directory."""
     step_dir = policy.save_pretrained(output / f"step_{step:06d}")
-    # Copy beside, then swap: an interrupted save never leaves a half-written `last`.
+    # A link, not a copy (the full model is 1.8 GB), swapped in by one rename: `last` always names a complete
+    # checkpoint, also when a save is interrupted. Relative, so the output directory can be moved.
     staging = output / "last.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(step_dir, staging)
-    shutil.rmtree(output / "last", ignore_errors=True)
-    staging.rename(output / "last")
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(step_dir.name, target_is_directory=True)
+    staging.replace(output / "last")
     return step_dir
 
 

@@ -108,6 +108,7 @@ def test_smolvla_train_writes_checkpoints_that_load_and_predict(tiny_two_cameras
     ]
     assert "step 2/4 loss" in caplog.text and "step 4/4 loss" in caplog.text
     last = output / "last"
+    assert last.is_symlink() and last.resolve() == (output / "step_000004").resolve()  # a link, not a second copy
     assert (last / "model.safetensors").read_bytes() == (output / "step_000004" / "model.safetensors").read_bytes()
     assert (last / "model.safetensors").read_bytes() != (tiny_two_cameras / "model.safetensors").read_bytes()
 
