@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     (args.output / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
     last = train(policy, dataset, config, args.output)
-    log.info("done: run it with checkpoint:=%s", last.resolve())
+    log.info("done: run it with checkpoint:=%s", last.absolute())
     return 0
 
 

@@ -41,6 +41,8 @@ from .bags import TASK_FILE, BagError, Recording, Topics, read_task_file
 
 DEFAULT_FPS = 30.0
 DEFAULT_MAX_AGE = 0.25
+#: Smallest standard deviation the statistics keep (joint units, radians here: 0.06 degrees).
+MIN_STD = 1e-3
 
 
 @dataclass
@@ -151,16 +153,21 @@ def load_episode(
 
 def dataset_statistics(episodes: Sequence[Episode]) -> Normalizer:
     """MEAN_STD statistics of state and action over every frame of the episodes (population standard deviation,
-    as LeRobot computes its dataset statistics)."""
+    as LeRobot computes its dataset statistics), each std at least MIN_STD.
+
+    The floor is for a joint that never moved in the recordings (a wrist roll or gripper left alone): with its
+    std of 0, normalising divides by LeRobot's epsilon of 1e-8, and the policy would see any later sensor noise
+    on that joint as a huge state. The floored std is what the checkpoint stores, so LeRobot normalises alike.
+    """
     if not episodes:
         raise ValueError("no episodes")
     state = np.concatenate([episode.state for episode in episodes]).astype(np.float64)
     actions = np.concatenate([episode.actions for episode in episodes]).astype(np.float64)
     return Normalizer(
         torch.from_numpy(state.mean(0)),
-        torch.from_numpy(state.std(0)),
+        torch.from_numpy(np.maximum(state.std(0), MIN_STD)),
         torch.from_numpy(actions.mean(0)),
-        torch.from_numpy(actions.std(0)),
+        torch.from_numpy(np.maximum(actions.std(0), MIN_STD)),
     )
 
 

@@ -24,6 +24,7 @@ from rosbag_files import (
 )
 
 from smolvla.training import BagError, EpisodeDataset, Topics, dataset_statistics, load_episode
+from smolvla.training.dataset import MIN_STD
 
 TOPICS = Topics(cameras=(FRONT, WRIST))
 TASK = "pick up the cube"
@@ -141,6 +142,17 @@ def test_statistics_are_mean_and_std_over_all_frames(tmp_path):
         for t in e.times.tolist()
     ]
     assert stats.state_std[0].item() == pytest.approx(np.std(first_states), rel=1e-6)
+
+
+def test_a_joint_that_never_moved_gets_a_floored_std(tmp_path):
+    episode = load_episode(write_bag(tmp_path / "a"), TOPICS, task=TASK)
+    episode.state[:, 4] = 0.25  # the wrist roll was left alone
+    episode.actions[:, 4] = 0.25
+    stats = dataset_statistics([episode])
+    assert stats.state_std[4].item() == pytest.approx(MIN_STD) and stats.action_std[4].item() == pytest.approx(MIN_STD)
+    assert stats.state_mean[4].item() == pytest.approx(0.25)
+    assert stats.state_std[0].item() > MIN_STD  # moving joints keep their own spread
+    np.testing.assert_allclose(stats.state_std[0].item(), episode.state[:, 0].astype(np.float64).std(), rtol=1e-6)
 
 
 def test_task_file_in_the_bag_overrides_the_run_task(tmp_path):
