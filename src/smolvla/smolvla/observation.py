@@ -22,6 +22,14 @@ import numpy as np
 T = TypeVar("T")
 
 
+def sample_stamp(header_stamp: float, received: float) -> float:
+    """The time a sample stands for: its header stamp (capture time), or its receive time when the header is empty
+    (stamp 0: drivers that leave it unset are common). The policy node stamps its inputs so, and training
+    (`smolvla.training.bags`) places recorded samples by the same rule, so a training frame shows the images and
+    the joint state a chunk request at the same capture time would get. Works on seconds or integer nanoseconds."""
+    return header_stamp if header_stamp > 0 else received
+
+
 @dataclass(frozen=True)
 class Sample(Generic[T]):
     """One sample of a stream: its own time stamp in seconds and the value (e.g. an undecoded image message)."""

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
-from smolvla.observation import RateLimiter
+from smolvla.observation import RateLimiter, sample_stamp
 from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
@@ -59,9 +59,7 @@ class ConfigurationError(ValueError):
 
 
 def _stamp_seconds(msg_stamp, received: float) -> float:
-    # Drivers that leave the header empty are common; their receive time is the best capture time available.
-    stamp = time_to_seconds(msg_stamp)
-    return stamp if stamp > 0 else received
+    return sample_stamp(time_to_seconds(msg_stamp), received)
 
 
 class PolicyNode(Node):

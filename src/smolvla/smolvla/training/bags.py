@@ -9,8 +9,11 @@ definitions. Three kinds of topics are read:
 - actions: std_msgs/Float64MultiArray in joint-name order (the executor's commands to a ForwardCommandController) or
   trajectory_msgs/JointTrajectory (first point, by its joint_names: a leader arm or a trajectory controller).
 
-Every sample keeps the bag's log time (nanoseconds, when the recorder received it), never a header stamp: the
-command topics have no header, and one clock for all topics is what makes the alignment in `dataset` meaningful.
+Cameras and joint states are placed at their header stamps (their receive time, the bag's log time, where the
+header is empty), by the rule the policy node selects its inputs with (`smolvla.observation.sample_stamp`): a
+frame's capture time then picks the same images in training as at run time, however long the transport took.
+Commands have no header; they keep their log time (nanoseconds, when the recorder received them), which on the
+robot computer is the executor's clock: the one the executor stamps its chunk requests' capture times with.
 Anything unreadable raises `BagError` naming the bag, the topic and the message.
 """
 
@@ -27,7 +30,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from ..images import CompressedImage, ImageConversionError, RawImage
 from ..instruction import check_instruction
-from ..observation import order_joint_positions
+from ..observation import order_joint_positions, sample_stamp
 from ..recording import TASK_FILE  # the file that episode's task is in (overrides the run's task)
 
 #: Defaults: the topics this workspace's graph publishes (config/policy.yaml, config/executor.yaml, config/sim.yaml).
@@ -82,7 +85,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Stream:
-    """The numeric samples of one topic in log-time order: stamps (N,) int64 nanoseconds, values (N, D) float64."""
+    """The numeric samples of one topic in stamp order: stamps (N,) int64 nanoseconds, values (N, D) float64."""
 
     topic: str
     stamps: np.ndarray
@@ -185,7 +188,7 @@ class Recording:
             raise self._message_error(topic, index, stamp, f"cannot deserialise {msgtype}: {error}") from error
 
     def joint_states(self) -> Stream:
-        """Joint positions in `topics.joint_names` order."""
+        """Joint positions in `topics.joint_names` order, at their header stamps (module docstring)."""
         topic = self.topics.joint_state
         stamps, values = [], []
         for index, stamp, msg in self._decoded(topic):
@@ -193,8 +196,9 @@ class Recording:
                 values.append(order_joint_positions(list(msg.name), msg.position, self.topics.joint_names))
             except ValueError as error:
                 raise self._message_error(topic, index, stamp, error) from error
-            stamps.append(stamp)
-        return self._stream(topic, stamps, values)
+            stamps.append(sample_stamp(_header_ns(msg), stamp))
+        order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
+        return self._stream(topic, [stamps[i] for i in order], [values[i] for i in order])
 
     def actions(self) -> Stream:
         """Commanded joint positions in `topics.joint_names` order.
@@ -224,8 +228,11 @@ class Recording:
         return self._stream(topic, stamps, values)
 
     def image_stamps(self, topic: str) -> np.ndarray:
-        """Log times (int64 ns) of every message of a camera topic, without decoding the images."""
-        return np.array([stamp for _, stamp, _, _ in self._messages(topic)], dtype=np.int64)
+        """Header stamps (int64 ns; the log time where a header is empty) of every message of a camera topic, by
+        message index (not necessarily sorted), without decoding the images."""
+        return np.array(
+            [sample_stamp(_header_ns(msg), stamp) for _, stamp, msg in self._decoded(topic)], dtype=np.int64
+        )
 
     def images(self, topic: str, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, HxWx3 uint8 RGB) for the messages of a camera topic at the given indices (positions in
@@ -252,3 +259,9 @@ class Recording:
         dim = len(self.topics.joint_names)
         array = np.array(values, dtype=np.float64).reshape(len(values), dim)
         return Stream(topic, np.array(stamps, dtype=np.int64), array)
+
+
+def _header_ns(msg: object) -> int:
+    """A message's header stamp in nanoseconds (0 for an empty header)."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

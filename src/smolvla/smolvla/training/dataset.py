@@ -1,24 +1,27 @@
-"""Training samples from recorded episodes: frames on a fixed time grid, action chunks, normalisation statistics.
+"""Training samples from recorded episodes: one frame per control tick, action chunks, normalisation statistics.
 
-Alignment (all times are the bag's log times, see `bags`):
+A sample means exactly what the executor does with the model's output (`smolvla.async_inference.core`): the
+observation captured at tick k yields the chunk for ticks k + 1 ... k + n. So:
 
-- Frames are taken at a fixed rate (default 30 Hz, the executor's control rate), t_k = t_0 + k / fps, from t_0, the
-  first instant at which every input (each camera, the joint states, the actions) has a sample, to the last instant
-  at which every input still has one (the earliest of the topics' last samples).
-- Frame k gets, for each camera and for the joint state, the newest sample at or before t_k, as the policy node
-  selects its inputs for a capture time (`smolvla.observation`): never a later sample, which would show the model
-  the future.
-- action(t_k) is the newest command at or before t_k: the command in force on the arm when frame k is taken. The
-  same causal rule as for the inputs; for a leader arm it is the leader's pose at t_k, which is what LeRobot records
-  (it reads the leader right after the observation). With commands at the frame rate it lags LeRobot's "command
-  sent right after the observation" by less than one period (33 ms at 30 Hz).
+- **Frames are the ticks of whoever commanded the arm**: frame k is command message k (the executor publishes one
+  per control tick; a leader arm or teleoperation node one per its own period). Its capture time t_k is the
+  command's log time: the executor takes the tick's capture time just before it publishes that tick's command,
+  so t_k lies after the capture by the publish-to-record delay only (well under a millisecond on one machine).
+  The commands' rate must be `fps` (within 20 %): chunks are played at the executor's control rate.
+- **Inputs of frame k**: for each camera and for the joint state, the newest sample *stamped* at or before t_k
+  (header stamps, by `smolvla.observation.sample_stamp`), as the policy node selects its inputs for a chunk
+  request's capture time; never a later sample, which would show the model the future. Frames start at the first
+  command at or after the instant every input has a sample and end at the earliest of the inputs' last samples.
+- **Actions of frame k**: commands k + 1, k + 2, ...: the chunk starts at the tick after the observation. The
+  command of tick k itself is already in force when the observation is taken and is not part of the label.
 - Every sample used must be at most `max_age` (default 0.25 s, the policy node's `max_sample_age`) older than its
-  frame. A gap longer than that (a camera that stalled, an executor that stopped commanding) is an error naming the
-  bag, topic and time rather than silently skipped frames: a skipped frame would put a time jump inside the action
-  chunks of the frames before it, and a broken recording is better re-recorded or trimmed than trained on.
+  frame, and consecutive commands at most `max_age` apart. A gap (a camera that stalled, an executor that stopped
+  commanding) is an error naming the bag, topic and time rather than silently skipped frames: a skipped frame would
+  put a time jump inside the action chunks of the frames before it.
 - A sample: the images of every camera slot of the checkpoint (slots beyond the recorded cameras are masked, as in
-  the policy node), the state of frame k, the actions of frames k .. k + chunk_size - 1 and the task text. Past
-  the episode's last frame the chunk repeats the last action and `action_is_pad` is True (the loss ignores those).
+  the policy node), the state of frame k, the actions of frames k .. k + chunk_size - 1 (commands k + 1 ...
+  k + chunk_size) and the task text. Past the episode's last frame the chunk repeats the last action and
+  `action_is_pad` is True (the loss ignores those).
 
 Decoded images are kept in memory, one per camera message used (about width x height x 3 bytes each).
 """
@@ -49,9 +52,10 @@ MIN_STD = 1e-3
 class Episode:
     """One recorded episode on the frame grid.
 
-    times (K,) int64 log-time ns of the frames; images: per camera the decoded frames used (M_c, H, W, 3) uint8,
-    image_index (K, C) the one each frame shows, image_stamps (K, C) its log time; state (K, D) and actions (K, A)
-    float32, joint-name order.
+    times (K,) int64 ns, the frames' capture times (their commands' log times); images: per camera the decoded
+    frames used (M_c, H, W, 3) uint8, image_index (K, C) the one each frame shows, image_stamps (K, C) its stamp;
+    state (K, D) the joint state of frame k and actions (K, A) the command of the tick after frame k (the first
+    action of the chunk frame k's observation yields), float32, joint-name order.
     """
 
     path: Path
@@ -109,34 +113,50 @@ def load_episode(
             episode_task = check.instruction
         state = recording.joint_states()
         actions = recording.actions()
-        image_stamps = [recording.image_stamps(topic) for topic in topics.cameras]
-        streams = [*zip(topics.cameras, image_stamps, strict=True), (state.topic, state.stamps)]
-        streams.append((actions.topic, actions.stamps))
-        first = max(int(stamps[0]) for _, stamps in streams)
-        last = min(int(stamps[-1]) for _, stamps in streams)
-        if last < first:
-            late = max(streams, key=lambda s: s[1][0])[0]
-            early = min(streams, key=lambda s: s[1][-1])[0]
+        commands = actions.stamps
+        if len(commands) >= 2:
+            period = float(np.median(np.diff(commands))) / 1e9
+            if not 0.8 <= period * fps <= 1.25:
+                raise BagError(
+                    f"{recording.path}: {actions.topic} comes at {1 / max(period, 1e-9):.1f} Hz, not the frame rate "
+                    f"{fps:g} Hz: each command is one tick, and chunks are played at the control rate"
+                )
+        raw_stamps = [recording.image_stamps(topic) for topic in topics.cameras]
+        orders = [np.argsort(stamps, kind="stable") for stamps in raw_stamps]
+        image_stamps = [stamps[order] for stamps, order in zip(raw_stamps, orders, strict=True)]
+        inputs = [*zip(topics.cameras, image_stamps, strict=True), (state.topic, state.stamps)]
+        first = max(int(stamps[0]) for _, stamps in inputs)
+        last = min(int(stamps[-1]) for _, stamps in inputs)
+        # Frame k is command k; it needs command k + 1 as its label.
+        frames = np.flatnonzero((commands[:-1] >= first) & (commands[:-1] <= last))
+        if frames.size == 0:
             raise BagError(
-                f"{recording.path}: no instant has every input: {early} ends at {recording.seconds(last):.3f} s, "
-                f"before {late} starts at {recording.seconds(first):.3f} s"
+                f"{recording.path}: no command falls where every input has a sample (inputs from "
+                f"{recording.seconds(first):.3f} s to {recording.seconds(last):.3f} s, commands from "
+                f"{recording.seconds(int(commands[0])):.3f} s to {recording.seconds(int(commands[-1])):.3f} s)"
             )
-        count = int((last - first) * fps // 1e9) + 1
-        # Integer nanoseconds: the grid is exact and identical however long the episode is.
-        times = first + np.round(np.arange(count) * (1e9 / fps)).astype(np.int64)
+        frames = np.arange(frames[0], frames[-1] + 1)
+        times = commands[frames]
         max_age_ns = round(max_age * 1e9)
+        gaps = np.flatnonzero(commands[frames + 1] - times > max_age_ns)
+        if gaps.size:
+            k = int(frames[gaps[0]])
+            raise BagError(
+                f"{recording.path}: {actions.topic} has no command within {max_age:.3f} s after the one at "
+                f"{recording.seconds(int(commands[k])):.3f} s: the recording has a gap"
+            )
         state_index = _newest_at_or_before(recording, state.topic, state.stamps, times, max_age_ns)
-        action_index = _newest_at_or_before(recording, actions.topic, actions.stamps, times, max_age_ns)
         images, image_index, chosen_stamps = [], [], []
-        for topic, stamps in zip(topics.cameras, image_stamps, strict=True):
+        for topic, stamps, order in zip(topics.cameras, image_stamps, orders, strict=True):
             chosen = _newest_at_or_before(recording, topic, stamps, times, max_age_ns)
             # Decode each message once, however many frames show it.
             used = np.unique(chosen)
-            frames = [frame for _, frame in recording.images(topic, used.tolist())]
-            shapes = sorted({frame.shape for frame in frames})
+            decoded = dict(recording.images(topic, order[used].tolist()))
+            frames_used = [decoded[int(message)] for message in order[used]]
+            shapes = sorted({frame.shape for frame in frames_used})
             if len(shapes) != 1:
                 raise BagError(f"{recording.path}: camera {topic} changes its image size within the episode: {shapes}")
-            images.append(np.stack(frames))
+            images.append(np.stack(frames_used))
             image_index.append(np.searchsorted(used, chosen))
             chosen_stamps.append(stamps[chosen])
     return Episode(
@@ -147,7 +167,7 @@ def load_episode(
         image_index=np.stack(image_index, axis=1),
         image_stamps=np.stack(chosen_stamps, axis=1),
         state=state.values[state_index].astype(np.float32),
-        actions=actions.values[action_index].astype(np.float32),
+        actions=actions.values[frames + 1].astype(np.float32),
     )
 
 
@@ -177,6 +197,10 @@ class EpisodeDataset(Dataset):
     images (n_slots, 3, H, W) float32 in [0, 1], resized with padding to `image_size` exactly as the model resizes
     (so resizing again in the model changes nothing, and cameras of different sizes stack); image_mask (n_slots,)
     bool; state (D,) and actions (chunk_size, A) float32 raw; action_is_pad (chunk_size,) bool; task str.
+
+    Each decoded frame is resized once, at construction, and kept as uint8 at the model's size (a 64x64 camera
+    frame: 12 kB), so a training step does no image work but the augmentation; the resized values are rounded to
+    1/255, below what a camera resolves.
     """
 
     def __init__(
@@ -197,6 +221,10 @@ class EpisodeDataset(Dataset):
         self.n_slots = n_slots
         self.image_size = tuple(image_size)
         self._frames = [(e, k) for e, episode in enumerate(self.episodes) for k in range(len(episode))]
+        self._resized = [
+            tuple(_resize_frames(frames, slot, self.image_size) for slot, frames in enumerate(episode.images))
+            for episode in self.episodes
+        ]
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -207,9 +235,8 @@ class EpisodeDataset(Dataset):
         height, width = self.image_size
         images = torch.zeros(self.n_slots, 3, height, width)
         mask = torch.zeros(self.n_slots, dtype=torch.bool)
-        for slot, frames in enumerate(episode.images):
-            frame = frames[episode.image_index[k, slot]]
-            images[slot] = resize_with_pad(image_to_tensor(frame, str(slot)), height, width)[0]
+        for slot, frames in enumerate(self._resized[e]):
+            images[slot] = frames[episode.image_index[k, slot]].float().div_(255.0)
             mask[slot] = True
         steps = np.arange(k, k + self.chunk_size)
         is_pad = steps >= len(episode)
@@ -222,6 +249,15 @@ class EpisodeDataset(Dataset):
             "action_is_pad": torch.from_numpy(is_pad),
             "task": episode.task,
         }
+
+
+def _resize_frames(frames: np.ndarray, slot: int, size: tuple[int, int], batch: int = 256) -> torch.Tensor:
+    """(M, 3, H, W) uint8: each HxWx3 frame resized with padding as the model resizes, in batches."""
+    out = []
+    for start in range(0, len(frames), batch):
+        chunk = torch.cat([image_to_tensor(frame, str(slot)) for frame in frames[start : start + batch]])
+        out.append(resize_with_pad(chunk, *size).mul_(255.0).round_().to(torch.uint8))
+    return torch.cat(out)
 
 
 def write_statistics(

@@ -124,12 +124,18 @@ def _trajectory(i: int, stamp: int):
 
 
 def serialized_messages(
-    streams: dict[str, list[int]] | None = None, *, trajectory: bool = False
+    streams: dict[str, list[int]] | None = None,
+    *,
+    trajectory: bool = False,
+    header_delays: dict[str, int] | None = None,
 ) -> list[tuple[int, str, str, bytes]]:
     """(log time ns, topic, message type, CDR bytes) of every message of an episode, in log-time order; message i
     of a topic carries the values of `state_value(i)`, `action_value(i)`, `front_rgb(i)`, `wrist_rgb(i)`. With
-    `trajectory` the action topic holds JointTrajectory messages instead of Float64MultiArray."""
+    `trajectory` the action topic holds JointTrajectory messages instead of Float64MultiArray. Header stamps are the
+    log times, less `header_delays[topic]` ns (capture-to-recording delay) where given; a delay of None leaves
+    the header empty (stamp 0)."""
     streams = default_streams() if streams is None else streams
+    header_delays = header_delays or {}
     rng = random.Random(0)
     makers = {
         FRONT: ("sensor_msgs/msg/Image", _front),
@@ -144,19 +150,27 @@ def serialized_messages(
     messages = []
     for topic, stamps in streams.items():
         msgtype, make = makers[topic]
+        delay = header_delays.get(topic, 0)
         messages += [
-            (stamp, topic, msgtype, bytes(TS.serialize_cdr(make(i, stamp), msgtype))) for i, stamp in enumerate(stamps)
+            (stamp, topic, msgtype, bytes(TS.serialize_cdr(make(i, 0 if delay is None else stamp - delay), msgtype)))
+            for i, stamp in enumerate(stamps)
         ]
     return sorted(messages, key=lambda m: m[0])
 
 
 def write_bag(
-    path: Path, streams: dict[str, list[int]] | None = None, *, storage: str = "sqlite3", trajectory: bool = False
+    path: Path,
+    streams: dict[str, list[int]] | None = None,
+    *,
+    storage: str = "sqlite3",
+    trajectory: bool = False,
+    header_delays: dict[str, int] | None = None,
 ) -> Path:
-    """Write `serialized_messages(streams, trajectory=...)` as a rosbag2 episode (version 9, as Jazzy writes)."""
+    """Write `serialized_messages(streams, ...)` as a rosbag2 episode (version 9, as Jazzy writes)."""
     with Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
         connections = {}
-        for stamp, topic, msgtype, data in serialized_messages(streams, trajectory=trajectory):
+        messages = serialized_messages(streams, trajectory=trajectory, header_delays=header_delays)
+        for stamp, topic, msgtype, data in messages:
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
             writer.write(connections[topic], stamp, data)

@@ -36,25 +36,24 @@ def _newest_at_or_before(stamps: list[int], t: int) -> int:
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_frames_take_the_newest_sample_at_or_before_their_time(tmp_path, storage):
+def test_frames_are_the_command_ticks_and_labels_start_at_the_next_tick(tmp_path, storage):
     bag = write_bag(tmp_path / "ep", storage=storage)
     streams = default_streams()
     episode = load_episode(bag, TOPICS, task=TASK)
 
-    # Grid: from the last topic to start (the commands, 40 ms) to the first topic to end (the wrist camera,
-    # 930 ms), at 30 Hz.
-    last_start = T0 + 40 * MS
-    first_end = min(stamps[-1] for stamps in streams.values())
-    assert episode.times[0] == last_start
-    assert np.all(np.diff(episode.times) >= 33_333_333) and np.all(np.diff(episode.times) <= 33_333_334)
-    assert episode.times[-1] <= first_end < episode.times[-1] + 33_333_334
+    # Frames: the commands (one per control tick) from the first one at which every input has a sample (the
+    # wrist camera starts at 30 ms: command 0 at 40 ms) to the first input to end (the wrist camera, 930 ms).
+    commands = streams[ACTION]
+    first_end = min(streams[topic][-1] for topic in (FRONT, WRIST, JOINTS))
+    assert episode.times.tolist() == [t for t in commands if t <= first_end]
     assert len(episode) == 27 and episode.task == TASK
 
     for k, t in enumerate(episode.times.tolist()):
         i = _newest_at_or_before(streams[JOINTS], t)
         np.testing.assert_allclose(episode.state[k], state_value(i), rtol=1e-6)  # reordered from shuffled names
-        a = _newest_at_or_before(streams[ACTION], t)
-        np.testing.assert_allclose(episode.actions[k], action_value(a), rtol=1e-6)
+        # The observation captured at tick k yields the chunk for ticks k + 1 ...: its first action is the
+        # command of the next tick, never the one already in force.
+        np.testing.assert_allclose(episode.actions[k], action_value(k + 1), rtol=1e-6)
         for c, (topic, colour) in enumerate(((FRONT, front_rgb), (WRIST, wrist_rgb))):
             j = _newest_at_or_before(streams[topic], t)
             assert episode.image_stamps[k, c] == streams[topic][j]
@@ -62,23 +61,51 @@ def test_frames_take_the_newest_sample_at_or_before_their_time(tmp_path, storage
             assert image.shape == (24, 32, 3) and image.dtype == np.uint8
             assert tuple(image[5, 7]) == colour(j)  # bgr8 and PNG both come out RGB
 
-    # Hand-checked frames: a command stamped exactly at the frame time is the frame's action (at or before), the
-    # 10 Hz wrist camera is shown for three frames.
-    np.testing.assert_allclose(episode.actions[0], action_value(0), rtol=1e-6)
-    np.testing.assert_allclose(episode.actions[5], action_value(5), rtol=1e-6)
-    np.testing.assert_allclose(episode.state[1], state_value(7), rtol=1e-6)  # 73.3 ms -> state at 70 ms
+    # Hand-checked frames: frame 1 is the command at 73.3 ms, which sees the state of 70 ms; the 10 Hz wrist
+    # camera is shown for three frames.
+    np.testing.assert_allclose(episode.state[1], state_value(7), rtol=1e-6)
     wrist_shown = [int(episode.images[1][episode.image_index[k, 1]][0, 0, 0]) for k in range(7)]
     assert wrist_shown == [0, 0, 0, 1, 1, 1, 2]
     # Each wrist message is decoded once however many frames show it.
     assert len(episode.images[1]) == len(np.unique(episode.image_index[:, 1]))
 
 
+def test_inputs_are_placed_at_their_header_stamps_not_their_receive_times(tmp_path):
+    """Two clocks: a camera whose frames reach the recorder 50 ms after capture. The policy node selects frames by
+    header stamp, so a frame's image is the newest *captured* at or before its tick, as at run time; a joint state
+    with an empty header falls back to its receive time, as in the policy node."""
+    delay = 50 * MS
+    bag = write_bag(tmp_path / "ep", header_delays={FRONT: delay, JOINTS: None})
+    streams = default_streams()
+    episode = load_episode(bag, TOPICS, task=TASK)
+    captured = [t - delay for t in streams[FRONT]]
+    for k, t in enumerate(episode.times.tolist()):
+        j = _newest_at_or_before(captured, t)
+        assert episode.image_stamps[k, 0] == captured[j]
+        assert tuple(episode.images[0][episode.image_index[k, 0]][5, 7]) == front_rgb(j)
+        np.testing.assert_allclose(episode.state[k], state_value(_newest_at_or_before(streams[JOINTS], t)))
+    # By receive time the frame at 140 ms would show image 3 (received at 120 ms); captured by then: image 5
+    # (captured at 136.7 ms, received at 186.7 ms).
+    k = episode.times.tolist().index(commands_at(140))
+    assert tuple(episode.images[0][episode.image_index[k, 0]][5, 7]) == front_rgb(5)
+
+
+def commands_at(ms: float) -> int:
+    """Log time of the command tick at `ms` (commands every 33.3 ms from 40 ms)."""
+    return min(default_streams()[ACTION], key=lambda t: abs(t - (T0 + ms * MS)))
+
+
+def test_commands_at_another_rate_than_the_frame_rate_are_refused(tmp_path):
+    bag = write_bag(tmp_path / "ep")
+    with pytest.raises(BagError, match=rf"{ACTION} comes at 30.0 Hz, not the frame rate 50 Hz"):
+        load_episode(bag, TOPICS, task=TASK, fps=50)
+
+
 def test_trajectory_actions_are_reordered_by_joint_name(tmp_path):
     bag = write_bag(tmp_path / "ep", storage="mcap", trajectory=True)
     episode = load_episode(bag, TOPICS, task=TASK)
-    for k, t in enumerate(episode.times.tolist()):
-        expected = action_value(_newest_at_or_before(default_streams()[ACTION], t))
-        np.testing.assert_allclose(episode.actions[k], expected, rtol=1e-6)
+    for k in range(len(episode)):
+        np.testing.assert_allclose(episode.actions[k], action_value(k + 1), rtol=1e-6)
 
 
 def test_chunks_are_padded_with_the_last_action_past_the_episode_end(tmp_path):
@@ -208,7 +235,7 @@ def test_inputs_that_never_overlap_are_refused(tmp_path):
     streams = default_streams()
     streams[ACTION] = ticks(2000, 1000 / 30, 2500)
     bag = write_bag(tmp_path / "ep", streams)
-    with pytest.raises(BagError, match="no instant has every input"):
+    with pytest.raises(BagError, match="no command falls where every input has a sample"):
         load_episode(bag, TOPICS, task=TASK)
 
 
