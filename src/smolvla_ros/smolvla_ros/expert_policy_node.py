@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 from smolvla.instruction import check_instruction
 from smolvla.observation import SampleHistory, order_joint_positions, select_samples
 from smolvla.request_worker import Dropped, RequestWorker
+from smolvla.sim.arm import quaternion_yaw
 from smolvla.sim.expert import ExpertObservation, ExpertParams, PickPlaceExpert
 from smolvla.sim.scene import JOINT_NAMES, SceneOptions, build_model
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
@@ -77,7 +78,7 @@ class ExpertPolicyNode(Node):
         )
         self._chunk_id = 0
         self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", capacity=_HISTORY)
-        self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray]]
+        self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray, float]]
         self._scenes = SampleHistory("/so101_sim/scene", capacity=_HISTORY)
 
         self._chunk_pub = self.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
@@ -112,7 +113,9 @@ class ExpertPolicyNode(Node):
             self.get_logger().warning("scene ignored: expected 2 poses (cube, target)", throttle_duration_sec=5.0)
             return
         cube, target = (np.array([q.position.x, q.position.y, q.position.z]) for q in msg.poses)
-        self._scenes.add(time_to_seconds(msg.header.stamp), (cube, target))
+        q = msg.poses[0].orientation
+        yaw = quaternion_yaw(np.array([q.w, q.x, q.y, q.z]))
+        self._scenes.add(time_to_seconds(msg.header.stamp), (cube, target, yaw))
 
     def _on_request(self, msg: ChunkRequest) -> None:
         self._worker.submit(_Job(msg, time.monotonic()))
@@ -134,8 +137,8 @@ class ExpertPolicyNode(Node):
         )
         if not selection.ok:
             raise ObservationUnavailableError(selection.describe())
-        cube, target = selection.samples["/so101_sim/scene"].value
-        obs = ExpertObservation(selection.samples["/joint_states"].value, cube, target)
+        cube, target, yaw = selection.samples["/so101_sim/scene"].value
+        obs = ExpertObservation(selection.samples["/joint_states"].value, cube, target, yaw)
         latency = self._p["latency"]
         delay = math.ceil(latency / self._dt) if self._p["latency_compensation"] else 0
         actions = self._expert.chunk(obs, int(self._p["chunk_size"]), int(request.observation_tick), delay)

@@ -1,10 +1,11 @@
 """Node so101_sim: the MuJoCo SO-101 (smolvla.sim) behind the same topics as the real arm under ros2_control.
 
 Publishes /joint_states, the front and wrist cameras (sensor_msgs/Image rgb8, sensor-data QoS, stamped with the
-render time), the scene (/so101_sim/scene, geometry_msgs/PoseArray: cube centre, then target centre) and task
-success (/so101_sim/task_success, std_msgs/Bool). Follows /forward_position_controller/commands and the last point of
-/joint_trajectory_controller/joint_trajectory. /so101_sim/reset (std_srvs/Trigger) puts the arm home and draws a new
-scene from the `seed` parameter, then increments it, so a sequence of resets is reproducible.
+render time), the scene (/so101_sim/scene, geometry_msgs/PoseArray: cube centre and orientation, then target
+centre) and task success (/so101_sim/task_success, std_msgs/Bool). Follows /forward_position_controller/commands
+and the last point of /joint_trajectory_controller/joint_trajectory. /so101_sim/reset (std_srvs/Trigger) puts the
+arm home and draws a new scene from the `seed` parameter, then increments it, so a sequence of resets is
+reproducible.
 
 Real-time mode steps the physics against the system clock on its own thread; lock-step mode advances exactly one
 control period per received command (for tests on a loaded machine: the simulation then cannot fall behind).
@@ -170,10 +171,14 @@ class SimArmNode(Node):
         )
         scene = self._sim.scene_state()
         poses = PoseArray(header=_header(stamp, "world"))
-        for position in (scene.cube_position, scene.target_position):
+        for position, orientation in ((scene.cube_position, scene.cube_quaternion), (scene.target_position, None)):
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
-            pose.orientation.w = 1.0
+            if orientation is None:
+                pose.orientation.w = 1.0
+            else:
+                q = pose.orientation
+                q.w, q.x, q.y, q.z = (float(v) for v in orientation)
             poses.poses.append(pose)
         self._scene_pub.publish(poses)
         self._success_pub.publish(Bool(data=scene.success))

@@ -21,6 +21,12 @@ from smolvla.sim.task import Layout, PlacementJudge, sample_layout
 HOME_POSITION = np.asarray([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 
 
+def quaternion_yaw(quaternion: np.ndarray) -> float:
+    """Rotation about the world vertical (radians) of a (w, x, y, z) orientation."""
+    w, x, y, z = (float(v) for v in quaternion)
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
 @dataclass(frozen=True)
 class SceneState:
     """Where the cube and the target are (world frame, metres) and whether the cube counts as placed."""
@@ -29,6 +35,9 @@ class SceneState:
     target_position: np.ndarray
     success: bool
     placements: int
+    #: The cube's orientation (w, x, y, z) and its rotation about the vertical (radians).
+    cube_quaternion: np.ndarray
+    cube_yaw: float
 
 
 class SimArm:
@@ -84,7 +93,8 @@ class SimArm:
     def _place_objects(self) -> Layout:
         layout = sample_layout(self._rng)
         adr = self._cube_joint.qposadr[0]
-        self.data.qpos[adr : adr + 7] = [*layout.cube_xy, self._cube_half, 1.0, 0.0, 0.0, 0.0]
+        half = layout.cube_yaw / 2
+        self.data.qpos[adr : adr + 7] = [*layout.cube_xy, self._cube_half, np.cos(half), 0.0, 0.0, np.sin(half)]
         dof = self._cube_joint.dofadr[0]
         self.data.qvel[dof : dof + 6] = 0.0
         self.data.mocap_pos[self._target_mocap] = [*layout.target_xy, 0.0]
@@ -136,11 +146,14 @@ class SimArm:
 
     def scene_state(self) -> SceneState:
         adr = self._cube_joint.qposadr[0]
+        quaternion = self.data.qpos[adr + 3 : adr + 7].copy()
         return SceneState(
             cube_position=self.data.qpos[adr : adr + 3].copy(),
             target_position=self.data.mocap_pos[self._target_mocap].copy(),
             success=self._judge.success,
             placements=self.placements,
+            cube_quaternion=quaternion,
+            cube_yaw=quaternion_yaw(quaternion),
         )
 
     def render(self, camera: str) -> np.ndarray:

@@ -21,7 +21,6 @@ from smolvla.sim.scene import JOINT_NAMES
 
 _ARM_JOINTS = JOINT_NAMES[:5]
 _DOWN = np.asarray([0.0, 0.0, -1.0])
-_WORLD_X = np.asarray([1.0, 0.0, 0.0])
 # Site axes of gripperframe: x points out along the jaws, z from the fixed to the moving jaw.
 _APPROACH_AXIS = 0
 _JAW_AXIS = 2
@@ -77,6 +76,8 @@ class ExpertObservation:
     joint_positions: np.ndarray
     cube_position: np.ndarray
     target_position: np.ndarray
+    #: The cube's rotation about the vertical (radians); a grasp closes the jaws across two opposite faces.
+    cube_yaw: float = 0.0
 
     def __post_init__(self) -> None:
         for name, shape in (("joint_positions", (6,)), ("cube_position", (3,)), ("target_position", (3,))):
@@ -97,6 +98,15 @@ class Segment:
     name: str = ""
     #: Interpolate the joints instead of the grasp point (free-space moves from any arm pose).
     joint_space: bool = False
+    #: Direction (radians about the vertical) the jaws close across: perpendicular to the closing axis.
+    yaw: float = 0.0
+
+
+def grasp_yaw(cube_yaw: float) -> float:
+    """The closing direction for a cube at this yaw nearest to the straight-ahead grasp: a cube looks the same
+    every 90 degrees, so its yaw folded into [-45, 45) degrees."""
+    quarter = np.pi / 2
+    return float((cube_yaw + quarter / 2) % quarter - quarter / 2)
 
 
 class ArmKinematics:
@@ -127,8 +137,10 @@ class ArmKinematics:
         self._set(np.asarray(joint_positions, dtype=float))
         return self._point().copy()
 
-    def solve(self, target: np.ndarray, seed: np.ndarray, iterations: int = 30) -> np.ndarray:
-        """Arm joint angles (5,) putting the grasp point at target, the jaws pointing down and closing along y."""
+    def solve(self, target: np.ndarray, seed: np.ndarray, iterations: int = 30, yaw: float = 0.0) -> np.ndarray:
+        """Arm joint angles (5,) putting the grasp point at target, the jaws pointing down and closing across the
+        horizontal direction `yaw` (0: along y, across a cube face whose normal is x)."""
+        across = np.asarray([np.cos(yaw), np.sin(yaw), 0.0])
         q = np.asarray(seed, dtype=float)[:5].copy()
         jac_pos = np.zeros((3, self.model.nv))
         jac_rot = np.zeros((3, self.model.nv))
@@ -146,8 +158,8 @@ class ArmKinematics:
             tangent = np.delete(axes, _APPROACH_AXIS, axis=1).T
             jaw = axes[:, _JAW_AXIS]
             # Weights trade radians against metres: 0.1 rad of tilt costs as much as 5 mm of position.
-            error = np.concatenate([target - point, 0.05 * (tangent @ rotation), [-0.05 * (jaw @ _WORLD_X)]])
-            jac = np.vstack([jp, 0.05 * (tangent @ jr), 0.05 * (np.cross(jaw, _WORLD_X) @ jr)[None, :]])
+            error = np.concatenate([target - point, 0.05 * (tangent @ rotation), [-0.05 * (jaw @ across)]])
+            jac = np.vstack([jp, 0.05 * (tangent @ jr), 0.05 * (np.cross(jaw, across) @ jr)[None, :]])
             if np.linalg.norm(error) < 2e-5:
                 break
             q = np.clip(q + self._limited_step(jac, error, q), self._range[:, 0], self._range[:, 1])
@@ -199,6 +211,7 @@ class PickPlaceExpert:
         observed = self.kinematics.grasp_point(q)
         point = observed if start_q is None else self.kinematics.grasp_point(np.r_[start_q, q[5]])
         cube, target = obs.cube_position, obs.target_position
+        yaw = grasp_yaw(obs.cube_yaw)
         rest_z = p.cube_half_size
         jaw = q[5]
         held = np.linalg.norm(cube - observed) < p.in_hand_tolerance and jaw < p.jaw_holding
@@ -206,9 +219,9 @@ class PickPlaceExpert:
         at_target = np.linalg.norm(cube[:2] - target[:2]) < p.at_target_tolerance
 
         if at_target and on_table:
-            return self._release(point, p.open_time if held or jaw < p.jaw_open - 0.15 else 0.0)
+            return self._release(point, p.open_time if held or jaw < p.jaw_open - 0.15 else 0.0, yaw)
         if held:
-            return self._carry(point, observed - cube, target)
+            return self._carry(point, observed - cube, target, yaw)
 
         grasp = cube + [0.0, 0.0, p.grasp_above_centre]
         hover = cube + [0.0, 0.0, p.hover_above_centre]
@@ -216,33 +229,35 @@ class PickPlaceExpert:
         if np.linalg.norm(point - grasp) > p.pose_tolerance:
             if point[2] < hover[2] - 0.01:
                 # Rise first: a sideways move at cube height would sweep the cube away.
-                segments.append(Segment(np.asarray([*point[:2], hover[2]]), p.jaw_open, p.careful_speed))
+                segments.append(Segment(np.asarray([*point[:2], hover[2]]), p.jaw_open, p.careful_speed, yaw=yaw))
             # Always through the joint-space hover pose (from the ready-pose IK seed), also when the gripper is
             # already above the cube: after a carry the wrist can be near its limits, where the jaws no longer
             # close square to the cube.
-            segments.append(Segment(hover, p.jaw_open, joint_space=True, name="hover"))
-            segments.append(Segment(grasp, p.jaw_open, p.careful_speed, name="descend"))
-        segments.append(Segment(grasp, p.jaw_closed, duration=p.close_time, name="close"))
-        return segments + self._carry(grasp, grasp - cube, target)
+            segments.append(Segment(hover, p.jaw_open, joint_space=True, name="hover", yaw=yaw))
+            segments.append(Segment(grasp, p.jaw_open, p.careful_speed, name="descend", yaw=yaw))
+        segments.append(Segment(grasp, p.jaw_closed, duration=p.close_time, name="close", yaw=yaw))
+        return segments + self._carry(grasp, grasp - cube, target, yaw)
 
-    def _carry(self, point: np.ndarray, in_hand: np.ndarray, target: np.ndarray) -> list[Segment]:
-        """Lift, move over the target, lower and release, for a cube held at point - in_hand."""
+    def _carry(self, point: np.ndarray, in_hand: np.ndarray, target: np.ndarray, yaw: float) -> list[Segment]:
+        """Lift, move over the target, lower and release, for a cube held at point - in_hand (jaws across yaw)."""
         p = self.params
         carry_z = p.cube_half_size + p.carry_above_centre
         place = np.asarray([*(target[:2] + in_hand[:2]), p.cube_half_size + in_hand[2] + p.release_clearance])
         segments = []
         if np.linalg.norm(point[:2] - place[:2]) > p.column_tolerance:
-            segments.append(Segment(np.asarray([*point[:2], carry_z]), p.jaw_closed, p.careful_speed, name="lift"))
-            segments.append(Segment(np.asarray([*place[:2], carry_z]), p.jaw_closed, p.fast_speed, name="carry"))
-        segments.append(Segment(place, p.jaw_closed, p.careful_speed, name="lower"))
-        return segments + self._release(place, p.open_time)
+            lift = np.asarray([*point[:2], carry_z])
+            segments.append(Segment(lift, p.jaw_closed, p.careful_speed, name="lift", yaw=yaw))
+            over = np.asarray([*place[:2], carry_z])
+            segments.append(Segment(over, p.jaw_closed, p.fast_speed, name="carry", yaw=yaw))
+        segments.append(Segment(place, p.jaw_closed, p.careful_speed, name="lower", yaw=yaw))
+        return segments + self._release(place, p.open_time, yaw)
 
-    def _release(self, point: np.ndarray, open_time: float) -> list[Segment]:
+    def _release(self, point: np.ndarray, open_time: float, yaw: float) -> list[Segment]:
         p = self.params
         above = np.asarray([*point[:2], p.cube_half_size + p.hover_above_centre])
         return [
-            Segment(point, p.jaw_open, duration=open_time, name="open"),
-            Segment(above, p.jaw_open, p.careful_speed, name="retreat"),
+            Segment(point, p.jaw_open, duration=open_time, name="open", yaw=yaw),
+            Segment(above, p.jaw_open, p.careful_speed, name="retreat", yaw=yaw),
         ]
 
     def chunk(self, obs: ExpertObservation, n: int, tick: int | None = None, delay_ticks: int = 0) -> np.ndarray:
@@ -364,7 +379,7 @@ class _Trajectory:
                 elapsed = grasp_after
             goal_q = None
             if seg.joint_space:
-                goal_q = self._kin.solve(seg.goal, READY_POSE, iterations=60)
+                goal_q = self._kin.solve(seg.goal, READY_POSE, iterations=60, yaw=seg.yaw)
                 span = float(np.max(np.abs(goal_q - segment_q))) / p.joint_speed
             elif seg.speed > 0:
                 span = float(np.linalg.norm(seg.goal - start)) / seg.speed
@@ -408,7 +423,7 @@ class _Trajectory:
             else:
                 target = seg.goal if seg.speed == 0 else seg_start + fraction * (seg.goal - seg_start)
                 iterations = 40 if len(self._poses) == 1 else 10
-                self._poses.append(self._kin.solve(target, self._poses[-1], iterations=iterations))
+                self._poses.append(self._kin.solve(target, self._poses[-1], iterations=iterations, yaw=seg.yaw))
         return self._poses[step]
 
     def command(self, step: int) -> np.ndarray:

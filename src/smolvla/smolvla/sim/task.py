@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Cube and target centres are drawn from this box (x, y in metres, arm base at the origin). Beyond x = 0.30 m
-#: the wrist runs out of travel for a vertical grasp (lerobot-env-so101's pick-and-place box, 3 cm shallower).
-SAMPLING_BOUNDS = np.asarray([[0.15, -0.1], [0.27, 0.1]])
+#: Cube and target centres are drawn from this box (x, y in metres, arm base at the origin): the table area in
+#: which the arm grasps vertically at any of the cube's yaws (beyond x = 0.30 m the wrist runs out of travel).
+SAMPLING_BOUNDS = np.asarray([[0.13, -0.14], [0.29, 0.14]])
+#: The cube's yaw (about the vertical) is drawn from +-this many radians (30 degrees): every grasp then has one
+#: obvious wrist roll (at +-45 degrees two rolls would be equally right, which a policy learns as their average).
+MAX_CUBE_YAW = np.pi / 6
 MIN_CUBE_TARGET_DISTANCE = 0.08
 #: Cube centre within this distance (xy) of the target centre counts as placed.
 PLACE_TOLERANCE = 0.03
@@ -21,19 +24,23 @@ MIN_RELEASE_JAW_ANGLE = 0.8
 
 @dataclass(frozen=True)
 class Layout:
-    """Cube and target positions (xy, metres) of one scene."""
+    """Cube and target positions (xy, metres) and the cube's yaw (radians) of one scene."""
 
     cube_xy: tuple[float, float]
     target_xy: tuple[float, float]
+    cube_yaw: float = 0.0
 
 
 def sample_layout(rng: np.random.Generator) -> Layout:
-    """Draw a cube and a target position at least MIN_CUBE_TARGET_DISTANCE apart."""
+    """Draw a cube and a target position at least MIN_CUBE_TARGET_DISTANCE apart, then the cube's yaw."""
     cube = rng.uniform(*SAMPLING_BOUNDS)
     target = rng.uniform(*SAMPLING_BOUNDS)
     while np.linalg.norm(target - cube) < MIN_CUBE_TARGET_DISTANCE:
         target = rng.uniform(*SAMPLING_BOUNDS)
-    return Layout(cube_xy=(float(cube[0]), float(cube[1])), target_xy=(float(target[0]), float(target[1])))
+    yaw = rng.uniform(-MAX_CUBE_YAW, MAX_CUBE_YAW)
+    return Layout(
+        cube_xy=(float(cube[0]), float(cube[1])), target_xy=(float(target[0]), float(target[1])), cube_yaw=float(yaw)
+    )
 
 
 class PlacementJudge:

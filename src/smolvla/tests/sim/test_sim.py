@@ -103,7 +103,7 @@ def _run_expert(sim: SimArm, expert: PickPlaceExpert, seed: int, chunk_size: int
         pending = sum(1 for k in queue if k >= tick)
         if in_flight is None and pending <= threshold * chunk_size:
             state = sim.scene_state()
-            obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position)
+            obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position, state.cube_yaw)
             in_flight = (tick + delay, tick, expert.chunk(obs, chunk_size, tick, delay))
         if in_flight is not None and in_flight[0] <= tick:
             _, first, actions = in_flight
@@ -139,7 +139,7 @@ def test_expert_continues_its_plan_and_starts_over_when_ticks_restart(sim):
     sim.reset(1)
     expert = PickPlaceExpert(sim.model)
     state = sim.scene_state()
-    obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position)
+    obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position, state.cube_yaw)
     first = expert.chunk(obs, 20, tick=100)
     assert expert.replan_reason == "no plan covers this tick"
     # Same observation ten ticks later: the arm is still within reach of the plan, so the plan continues.
