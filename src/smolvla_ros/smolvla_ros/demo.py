@@ -9,7 +9,9 @@ expert behind the same chunk interface, and the output says so.
 
 With --record DIR the graph also runs the episode recorder, and every successful episode becomes one training bag
 DIR/episode_NNNN (from its seeded reset to the placement, task.txt = the instruction): demonstrations for
-smolvla-train. A failed episode (timeout) is discarded by the recorder, so DIR holds successful ones only.
+smolvla-train (`--action-topic /joint_trajectory_controller/joint_trajectory`: the executor then commands with
+JointTrajectory messages stamped with their tick's capture time). A failed episode (timeout) is discarded by the
+recorder, so DIR holds successful ones only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from smolvla_ros.recorder_node import NODE_NAME as RECORDER_NODE
 from smolvla_ros.sim_session import CAMERA_TOPICS, SimSession, StatusSample
 
 DEFAULT_INSTRUCTION = "pick up the cube and place it on the green target"
+#: The executor's `output: trajectory` topic (config/executor.yaml): the demonstrations' actions.
+TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="SmolVLA checkpoint for the policy node; default: the scripted expert")
     parser.add_argument("--latency", type=float, default=0.5, help="the expert's artificial latency (s)")
     parser.add_argument("--mode", choices=("sync", "async", "continuous", "auto"), help="executor mode")
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="lock-step simulation: one control period simulated per command (a loaded machine cannot slow it)",
+    )
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
     parser.add_argument(
@@ -109,10 +118,19 @@ def run(args: argparse.Namespace) -> int:
         record_dir=args.record,
         task=args.instruction if args.record else None,
         extra={
-            "robot": {"seed": args.seed, "respawn_delay": -1.0},
+            "robot": {"seed": args.seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
             **({"policy": {"latency": args.latency}} if expert else {}),
-            # The session opens each episode after its reset: nothing before the first one is recorded.
-            **({"recorder": {"autostart": False}} if args.record else {}),
+            # The session opens each episode after its reset: nothing before the first one is recorded. Commands go
+            # out as JointTrajectory stamped with the executor's tick time, so training knows which observation
+            # each tick saw (smolvla.training.dataset).
+            **(
+                {
+                    "recorder": {"autostart": False, "action_topic": TRAJECTORY_TOPIC, "action_type": "trajectory"},
+                    "executor": {"output": "trajectory"},
+                }
+                if args.record
+                else {}
+            ),
         },
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)

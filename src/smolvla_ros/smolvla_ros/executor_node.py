@@ -223,9 +223,10 @@ class ExecutorNode(LifecycleNode):
             self._publish_status()
 
     def _control_step(self) -> None:
-        tick = self._loop.step(self._now())
+        now = self._now()
+        tick = self._loop.step(now)
         if tick.command is not None:
-            self._publish_command(tick.command)
+            self._publish_command(tick.command, now)
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
@@ -262,13 +263,17 @@ class ExecutorNode(LifecycleNode):
                 throttle_duration_sec=1.0,
             )
 
-    def _publish_command(self, positions: np.ndarray) -> None:
+    def _publish_command(self, positions: np.ndarray, tick_time: float | None = None) -> None:
         values = [float(x) for x in positions]
         if self._params["output"] == "position":
             self._command_pub.publish(Float64MultiArray(data=values))
         else:
             point = JointTrajectoryPoint(positions=values, time_from_start=seconds_to_duration(self._period))
-            self._command_pub.publish(JointTrajectory(joint_names=list(self._safety.joint_names), points=[point]))
+            msg = JointTrajectory(joint_names=list(self._safety.joint_names), points=[point])
+            # Stamped with the tick's capture time (the chunk requests' capture_stamp): a recording then tells
+            # training exactly which observation each command's tick saw (smolvla.training.dataset).
+            msg.header.stamp = seconds_to_time(self._now() if tick_time is None else tick_time)
+            self._command_pub.publish(msg)
 
     # ---- inputs -------------------------------------------------------------------------------------------------
 

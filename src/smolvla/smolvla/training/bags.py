@@ -12,8 +12,9 @@ definitions. Three kinds of topics are read:
 Cameras and joint states are placed at their header stamps (their receive time, the bag's log time, where the
 header is empty), by the rule the policy node selects its inputs with (`smolvla.observation.sample_stamp`): a
 frame's capture time then picks the same images in training as at run time, however long the transport took.
-Commands have no header; they keep their log time (nanoseconds, when the recorder received them), which on the
-robot computer is the executor's clock: the one the executor stamps its chunk requests' capture times with.
+Commands are placed by the same rule: a JointTrajectory from the executor carries its control tick's capture time
+in the header (the time its chunk requests carry); Float64MultiArray has no header and keeps its log time
+(nanoseconds, when the recorder received it: on the robot computer, the executor's clock, a little after the tick).
 Anything unreadable raises `BagError` naming the bag, the topic and the message.
 """
 
@@ -223,9 +224,11 @@ class Recording:
                         raise ValueError("command has non-finite values")
             except ValueError as error:
                 raise self._message_error(topic, index, stamp, error) from error
-            stamps.append(stamp)
+            header = _header_ns(msg) if msg.__msgtype__ == TRAJECTORY_TYPE else 0
+            stamps.append(sample_stamp(header, stamp))
             values.append(value)
-        return self._stream(topic, stamps, values)
+        order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
+        return self._stream(topic, [stamps[i] for i in order], [values[i] for i in order])
 
     def image_stamps(self, topic: str) -> np.ndarray:
         """Header stamps (int64 ns; the log time where a header is empty) of every message of a camera topic, by

@@ -5,9 +5,11 @@ observation captured at tick k yields the chunk for ticks k + 1 ... k + n. So:
 
 - **Frames are the ticks of whoever commanded the arm**: frame k is command message k (the executor publishes one
   per control tick; a leader arm or teleoperation node one per its own period). Its capture time t_k is the
-  command's log time: the executor takes the tick's capture time just before it publishes that tick's command,
-  so t_k lies after the capture by the publish-to-record delay only (well under a millisecond on one machine).
-  The commands' rate must be `fps` (within 20 %): chunks are played at the executor's control rate.
+  command's stamp (`bags`): with the executor's `output: trajectory` exactly its tick's capture time, the time its
+  chunk requests carry; for Float64MultiArray commands (no header) their log time, which follows the capture by
+  the publish-to-record delay (under a millisecond on an idle machine, more under load: an image rendered in
+  between is then shown one tick early). The commands' rate must be `fps` (within 20 %): chunks are played at
+  the executor's control rate.
 - **Inputs of frame k**: for each camera and for the joint state, the newest sample *stamped* at or before t_k
   (header stamps, by `smolvla.observation.sample_stamp`), as the policy node selects its inputs for a chunk
   request's capture time; never a later sample, which would show the model the future. Frames start at the first
@@ -52,7 +54,7 @@ MIN_STD = 1e-3
 class Episode:
     """One recorded episode on the frame grid.
 
-    times (K,) int64 ns, the frames' capture times (their commands' log times); images: per camera the decoded
+    times (K,) int64 ns, the frames' capture times (their commands' stamps); images: per camera the decoded
     frames used (M_c, H, W, 3) uint8, image_index (K, C) the one each frame shows, image_stamps (K, C) its stamp;
     state (K, D) the joint state of frame k and actions (K, A) the command of the tick after frame k (the first
     action of the chunk frame k's observation yields), float32, joint-name order.
