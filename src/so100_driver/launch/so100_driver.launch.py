@@ -22,7 +22,6 @@ from launch.substitutions import Command, FindExecutable, LaunchConfiguration, P
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
 from so100_driver.launch_arguments import LaunchArgumentError, choice, flag
 from so100_driver.required_process import required_exit_handler
 

@@ -3,7 +3,7 @@
 launch_ros only offers `Shutdown`, which stops everything but lets `ros2 launch` exit 0, and a controller
 manager that dies at start leaves the rest of the graph (robot_state_publisher, retrying spawners, the policy
 and executor waiting for joint states) running forever. `required_exit_handler` gives an `OnProcessExit` callback
-that raises `RequiredProcessExited`: the launch service logs "Caught exception in launch ...: <message>", shuts
+that raises `RequiredProcessError`: the launch service logs "Caught exception in launch ...: <message>", shuts
 everything down and makes `ros2 launch` exit with status 1. Exits while the launch is already shutting down
 (Ctrl-C, another process failed first) are expected and change nothing.
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-class RequiredProcessExited(RuntimeError):
+class RequiredProcessError(RuntimeError):
     """A required process exited while the launch was running; the message says which, how and what to check."""
 
 
@@ -55,6 +55,6 @@ def required_exit_handler(label: str, hint: str = "", *, finishes: bool = False)
     def on_exit(event: Any, context: Any) -> None:
         failure = exit_failure(label, event.returncode, context.is_shutdown, hint, finishes=finishes)
         if failure is not None:
-            raise RequiredProcessExited(failure)
+            raise RequiredProcessError(failure)
 
     return on_exit

@@ -14,9 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from so100_driver.launch_arguments import LaunchArgumentError, choice, flag, optional_value
-from so100_driver.required_process import RequiredProcessExited, describe_returncode, required_exit_handler
+from so100_driver.required_process import RequiredProcessError, describe_returncode, required_exit_handler
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "so100_driver.launch.py"
 
@@ -33,19 +32,19 @@ def test_a_required_process_that_dies_stops_the_launch_with_its_reason():
     # What ros2_control_node does when the hardware fails (no core file left behind).
     aborted = _returncode("import os, resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); os.abort()")
     handler = required_exit_handler("ros2_control_node (controller manager)", "Check port:=.")
-    with pytest.raises(RequiredProcessExited) as failure:
+    with pytest.raises(RequiredProcessError) as failure:
         handler(*_exit(aborted))
     assert str(failure.value) == (
         "required process ros2_control_node (controller manager) was killed by SIGABRT; stopping the launch. "
         "Check port:=."
     )
-    with pytest.raises(RequiredProcessExited, match="policy exited with code 2"):
+    with pytest.raises(RequiredProcessError, match="policy exited with code 2"):
         required_exit_handler("policy")(*_exit(_returncode("raise SystemExit(2)")))
 
 
 def test_a_required_process_exiting_by_itself_with_code_0_still_fails_the_launch():
     # The graph is useless without it, whatever its code (smolvla_launch exits non-zero then too).
-    with pytest.raises(RequiredProcessExited, match="exited with code 0"):
+    with pytest.raises(RequiredProcessError, match="exited with code 0"):
         required_exit_handler("executor")(*_exit(_returncode("pass")))
 
 
@@ -58,7 +57,7 @@ def test_exits_during_shutdown_are_expected():
 def test_a_one_shot_job_fails_the_launch_only_when_it_fails():
     spawner = required_exit_handler("spawner", finishes=True)
     assert spawner(*_exit(0)) is None
-    with pytest.raises(RequiredProcessExited, match="spawner exited with code 1"):
+    with pytest.raises(RequiredProcessError, match="spawner exited with code 1"):
         spawner(*_exit(1))
 
 
