@@ -50,7 +50,8 @@ def test_a_chunk_is_sent_once_and_the_controller_then_runs_exactly_the_per_tick_
     first, sent = tick(loop, stream, now)
     assert sent == pytest.approx(Q0[None])  # the first command, the measured state: a hold
     request = first.request
-    loop.queue.add_chunk(request.request_id, request.observation_tick + 1, chunk(request.observation_tick + 1, 0.02), now)
+    first_tick = request.observation_tick + 1
+    loop.queue.add_chunk(request.request_id, first_tick, chunk(first_tick, 0.02), now)
     now += DT
     result, trajectory = tick(loop, stream, now)
     assert trajectory is not None and len(trajectory) == N  # this tick's command + the N - 1 queued actions
