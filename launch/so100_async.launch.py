@@ -28,7 +28,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-from so100_driver.launch_arguments import LaunchArgumentError, flag, optional_value
+from so100_driver.launch_arguments import flag, optional_value
 from so100_driver.required_process import required_exit_handler
 
 from smolvla_ros.launcher import GraphOptions, executor_output, graph_plan
@@ -71,10 +71,8 @@ def _graph(context):
 
     sim = flag("use_sim", value("use_sim"))
     cameras = [topic.strip() for topic in value("cameras").strip("[]").split(",") if topic.strip()]
-    try:
-        output = None if sim else executor_output(value("command_controllers"))
-    except ValueError as error:
-        raise LaunchArgumentError(str(error)) from None
+    # A ValueError raised here (a refused combination) stops the launch with its message and status 1.
+    output = None if sim else executor_output(value("command_controllers"))
     options = GraphOptions(
         sim=sim,
         policy=value("policy"),
@@ -106,11 +104,7 @@ def _graph(context):
                 }.items(),
             )
         )
-    try:
-        plans = graph_plan(options)
-    except ValueError as error:
-        raise LaunchArgumentError(str(error)) from None
-    for plan in plans:
+    for plan in graph_plan(options):
         node = Node(
             package="smolvla_ros",
             executable=plan.executable,
