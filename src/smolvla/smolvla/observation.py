@@ -191,12 +191,16 @@ def select_samples(histories: Sequence[SampleHistory[T]], capture_time: float, m
             if oldest is None:
                 problems.append(InputProblem(history.name, "no sample received yet"))
             else:
+                newest = history.latest()
+                if newest is not None and newest.stamp - oldest >= 0.9 * history.span:
+                    cause = f"the request arrived more than the kept {history.span:.3f} s late, or clocks are off"
+                else:
+                    cause = "the stream has no sample that early yet, or clocks are out of sync"
                 problems.append(
                     InputProblem(
                         history.name,
                         f"no sample at or before the capture time (the oldest kept one is "
-                        f"{oldest - capture_time:.3f} s later; the request arrived more than the kept "
-                        f"{history.span:.3f} s late, or clocks are out of sync)",
+                        f"{oldest - capture_time:.3f} s later; {cause})",
                     )
                 )
             continue

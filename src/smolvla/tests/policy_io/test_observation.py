@@ -120,9 +120,14 @@ def test_selection_names_each_unusable_stream_and_why():
     assert reasons["/side"] == "no sample received yet"
     early = select_samples([front], capture_time=9.5, max_age=0.25)
     assert early.describe().startswith(
-        "/front: no sample at or before the capture time (the oldest kept one is 0.500 s later; the request arrived "
-        "more than the kept 2.000 s late, or clocks are out of sync)"
+        "/front: no sample at or before the capture time (the oldest kept one is 0.500 s later; the stream has no "
+        "sample that early yet, or clocks are out of sync)"
     )
+    full = SampleHistory("/front", 2.0, clock=clock_at(20.0))
+    for k in range(100):
+        full.add(10.0 + k / 30, k)
+    late = select_samples([full], capture_time=10.0, max_age=0.25).describe()
+    assert late.endswith("later; the request arrived more than the kept 2.000 s late, or clocks are off)")
 
 
 def test_history_is_safe_under_concurrent_writers_and_readers():
