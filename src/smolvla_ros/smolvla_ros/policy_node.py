@@ -25,6 +25,7 @@ from smolvla.instruction import check_instruction
 from smolvla.observation import RateLimiter
 from smolvla.parameters import Check, integer, names, number, one_of, text
 from smolvla.policy_runner import JOINT_UNITS, ChunkResult, NoChunk, NoChunkKind, PolicyRunner
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
@@ -32,7 +33,7 @@ from smolvla_ros.node_runner import run_node
 from smolvla_ros.parameters import ConfigurationError, declare_checked
 
 NODE_NAME = "smolvla_policy"
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 
 PARAMETERS: dict[str, object] = {
     "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
