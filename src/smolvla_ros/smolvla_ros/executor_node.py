@@ -29,7 +29,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from smolvla.async_inference import AsyncActionQueue, CommandSafety, ControlLoop, ControlTick, QueueConfig, QueueStatus
+from smolvla.async_inference import (
+    AsyncActionQueue,
+    CommandSafety,
+    ControlLoop,
+    ControlTick,
+    QueueConfig,
+    QueueStatus,
+    TrajectoryStream,
+)
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import run_node
@@ -38,7 +47,7 @@ NODE_NAME = "smolvla_executor"
 OUTPUTS = ("position", "trajectory")
 
 # Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 LOWER = [-1.91986, -1.74533, -1.69, -1.65806, -2.74385, -0.17453]
 UPPER = [1.91986, 1.74533, 1.69, 1.65806, 2.84121, 1.74533]
 
@@ -138,6 +147,11 @@ class ExecutorNode(LifecycleNode):
         )
         self._queue = AsyncActionQueue(config, self._safety.ranges)
         self._loop = ControlLoop(self._queue, self._safety, p["joint_state_timeout"])
+        self._stream = (
+            TrajectoryStream(self._safety.lower, self._safety.upper, self._safety.max_step, self._period)
+            if p["output"] == "trajectory"
+            else None
+        )
 
     def _create_entities(self, p: dict) -> None:
         def publisher(msg_type, topic: str):
@@ -169,6 +183,8 @@ class ExecutorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._control_lock:
             self._loop.reset()
+            if self._stream is not None:
+                self._stream.reset()
             self._active = True
         self.get_logger().info("active: commanding the arm, starting from its measured joint state")
         return TransitionCallbackReturn.SUCCESS
@@ -226,7 +242,7 @@ class ExecutorNode(LifecycleNode):
         now = self._now()
         tick = self._loop.step(now)
         if tick.command is not None:
-            self._publish_command(tick.command, now)
+            self._send_tick_command(tick, now)
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
@@ -262,6 +278,23 @@ class ExecutorNode(LifecycleNode):
                 f"resuming the action queue where it stopped ({tick.queue.queue_length} actions queued)",
                 throttle_duration_sec=1.0,
             )
+
+    def _send_tick_command(self, tick: ControlTick, tick_time: float) -> None:
+        if self._stream is None:
+            self._publish_command(tick.command, tick_time)
+            return
+        queued = self._queue.queued_actions() if tick.queue is not None else None
+        points = self._stream.update(tick.command, queued)
+        if points is not None:
+            self._publish_trajectory(points)
+
+    def _publish_trajectory(self, points: np.ndarray) -> None:
+        msg = JointTrajectory(joint_names=list(self._safety.joint_names))  # stamp zero: start on receipt
+        for positions, seconds in zip(points, self._stream.times(len(points)), strict=True):
+            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
+            point.time_from_start = seconds_to_duration(float(seconds))
+            msg.points.append(point)
+        self._command_pub.publish(msg)
 
     def _publish_command(self, positions: np.ndarray, tick_time: float | None = None) -> None:
         values = [float(x) for x in positions]
