@@ -24,6 +24,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", _files("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", _files("config/*.yaml")),
+        # The checkpoint trained from scratch in simulation (smolvla_ros.shipped).
+        (f"share/{PACKAGE}/checkpoints/so101_cube_scratch", _files("checkpoints/so101_cube_scratch/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -41,6 +43,7 @@ setup(
             "smolvla_launch = smolvla_ros.launcher:main",
             "smolvla_demo = smolvla_ros.demo:main",
             "smolvla_eval_async = smolvla_ros.eval_async:main",
+            "smolvla_eval_policy = smolvla_ros.eval_policy:main",
             "smolvla_set_instruction = smolvla_ros.set_instruction:main",
             "smolvla_episode = smolvla_ros.episode:main",
         ],

@@ -4,8 +4,10 @@ Starts the simulated arm, the policy side and the executor through smolvla_ros.l
 runs a few seeded episodes, prints per-episode success and duration, and writes into outputs/:
   demo_cameras.png        front (top row) and wrist (bottom row) camera frames of the first episode
   demo_queue_latency.png  executor queue length and chunk latency over time, episodes shaded
-The policy side is the SmolVLA policy node when --checkpoint names a checkpoint; without one it is the scripted
-expert behind the same chunk interface, and the output says so.
+The policy side is the SmolVLA policy node, by default with the checkpoint shipped with the package (trained from
+scratch in simulation by this workspace's pipeline; its measured held-out success rate is printed), or with
+--checkpoint; --policy expert runs the scripted expert behind the same chunk interface instead, and the output says
+which it is.
 
 With --record DIR the graph also runs the episode recorder, and every successful episode becomes one training bag
 DIR/episode_NNNN (from its seeded reset to the placement, task.txt = the instruction): demonstrations for
@@ -26,6 +28,7 @@ import numpy as np
 
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.recorder_node import NODE_NAME as RECORDER_NODE
+from smolvla_ros.shipped import shipped_checkpoint, shipped_summary
 from smolvla_ros.sim_session import CAMERA_TOPICS, SimSession, StatusSample
 
 DEFAULT_INSTRUCTION = "pick up the cube and place it on the green target"
@@ -38,7 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per episode before it counts as failed")
     parser.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (then +1 each)")
-    parser.add_argument("--checkpoint", help="SmolVLA checkpoint for the policy node; default: the scripted expert")
+    parser.add_argument(
+        "--policy",
+        choices=("smolvla", "expert"),
+        default="smolvla",
+        help="smolvla: the SmolVLA policy node; expert: the scripted planner behind the same chunk interface",
+    )
+    parser.add_argument("--checkpoint", help="SmolVLA checkpoint for the policy node; default: the shipped one")
     parser.add_argument("--latency", type=float, default=0.5, help="the expert's artificial latency (s)")
     parser.add_argument("--mode", choices=("sync", "async", "continuous", "auto"), help="executor mode")
     parser.add_argument(
@@ -99,21 +108,22 @@ def _write_plot(status: list[StatusSample], episodes: list[tuple[float, float]],
 def run(args: argparse.Namespace) -> int:
     """Start the graph, run the episodes, write the outputs; returns the number of failed episodes."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    expert = args.checkpoint is None
-    print(
-        "policy side: "
-        + (
-            "SCRIPTED EXPERT behind the chunk interface (no SmolVLA demo checkpoint given; the arm is driven by a "
-            f"hand-written planner with {args.latency:.2f} s artificial latency, not by a learned policy)"
-            if expert
-            else f"SmolVLA policy node with checkpoint {args.checkpoint}"
-        ),
-        flush=True,
-    )
+    expert = args.policy == "expert"
+    if expert:
+        side = (
+            "SCRIPTED EXPERT behind the chunk interface (--policy expert: the arm is driven by a hand-written planner "
+            f"with {args.latency:.2f} s artificial latency, not by a learned policy)"
+        )
+    elif args.checkpoint:
+        side = f"SmolVLA policy node with checkpoint {args.checkpoint}"
+    else:
+        args.checkpoint = str(shipped_checkpoint())
+        side = f"SmolVLA policy node with the shipped checkpoint {args.checkpoint}: {shipped_summary()}"
+    print(f"policy side: {side}", flush=True)
     options = GraphOptions(
         sim=True,
         policy="expert" if expert else "smolvla",
-        checkpoint=args.checkpoint,
+        checkpoint=None if expert else args.checkpoint,
         mode=args.mode,
         record_dir=args.record,
         task=args.instruction if args.record else None,

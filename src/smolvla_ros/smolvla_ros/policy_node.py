@@ -46,6 +46,8 @@ PARAMETERS: dict[str, object] = {
     "compile": False,
     "torch_threads": 0,
     "warmup": True,
+    # Seconds added to every chunk computation (experiments: a slower model, e.g. the paper's latency sweep).
+    "added_latency": 0.0,
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
     "max_request_delay": 2.0,
@@ -78,6 +80,7 @@ CHECKS: dict[str, Check] = {
     "device": text(_not_empty),
     "dtype": one_of("float32", "bfloat16"),
     "torch_threads": integer(0, 1024),
+    "added_latency": number(0.0, 60.0),
     "instruction": text(_instruction_problem),
     "max_sample_age": number(above=0.0, high=60.0),
     "max_request_delay": number(0.0, 60.0),
@@ -86,6 +89,19 @@ CHECKS: dict[str, Check] = {
     "diagnostics_rate": number(0.0, 100.0),
     "error_log_interval": number(0.0, 3600.0),
 }
+
+
+def _with_added_latency(predict, seconds: float):
+    """predict itself, or predict followed by a sleep of `seconds` on the worker thread (as a slower model)."""
+    if seconds <= 0:
+        return predict
+
+    def slower(*args, **kwargs):
+        actions = predict(*args, **kwargs)
+        time.sleep(seconds)
+        return actions
+
+    return slower
 
 
 def _stamp_seconds(msg_stamp, received: float) -> float:
@@ -134,7 +150,7 @@ class PolicyNode(Node):
         if p["warmup"]:
             self._warm_up(policy)
         self.runner = PolicyRunner(
-            policy.predict_chunk,
+            _with_added_latency(policy.predict_chunk, p["added_latency"]),
             camera_streams=cameras,
             n_camera_slots=len(policy.camera_names),
             joint_names=self.joint_names,

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--max-age", type=float, default=DEFAULT_MAX_AGE, help="oldest input (s) a frame may use; older is an error"
     )
+    data.add_argument(
+        "--skip-unusable", action="store_true", help="leave out (and log) bags that cannot be used instead of stopping"
+    )
     scratch = parser.add_argument_group("from scratch")
     scratch.add_argument("--image-size", type=int, default=64, help="square input of the vision tower (pixels)")
     scratch.add_argument("--chunk-size", type=int, default=50, help="actions per chunk (the executor's chunk_size)")
@@ -157,11 +160,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy = SmolVLAPolicy.from_pretrained(args.checkpoint, device=args.device)
             # Before reading the bags: a mismatch is found in seconds, not after decoding every image.
             check_policy_matches(policy, len(topics.cameras), len(topics.joint_names), len(topics.joint_names))
-        episodes = []
+        episodes, usable = [], []
         for bag in bags:
-            episode = load_episode(bag, topics, task=args.task, fps=args.fps, max_age=args.max_age)
+            try:
+                episode = load_episode(bag, topics, task=args.task, fps=args.fps, max_age=args.max_age)
+            except BagError as error:
+                if not args.skip_unusable:
+                    raise
+                log.warning("left out: %s", error)
+                continue
             log.info("%s: %d frames (%.1f s), task %r", bag, len(episode), len(episode) / args.fps, episode.task)
             episodes.append(episode)
+            usable.append(bag)
+        bags = usable
+        if not 0 <= args.val_episodes < len(bags):
+            raise ValueError(f"--val-episodes must leave at least one of the {len(bags)} usable bags for training")
         if policy is None:
             shapes = tuple((3, *frames.shape[1:3]) for frames in episodes[0].images)
             scratch = compact_config(
