@@ -6,14 +6,16 @@ SHELL := /bin/bash
 
 VENV_STAMP := .venv/.smolvla-setup
 BUILD_STAMP := install/.smolvla-build
-ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver launch config -type f \
+ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver launch config checkpoints -type f \
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint demo queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint demo train-demo eval-policy queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
-	@echo "make demo          run the simulated arm with the policy side and the executor (sets up first)"
+	@echo "make demo          the simulated arm driven by the shipped SmolVLA checkpoint through the whole graph"
+	@echo "make train-demo    record expert demonstrations and train a SmolVLA from scratch on them (CPU, < 2 h)"
+	@echo "make eval-policy   a checkpoint (default: the shipped one) on 20 held-out seeds; EVAL_ARGS=... for options"
 	@echo "make test          lint, Python tests, ROS integration tests and C++ tests (sets up first)"
 	@echo "make setup         only the setup: .venv, pinned wheels, colcon build"
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
@@ -46,6 +48,25 @@ test: setup
 
 demo: setup
 	$(IN_ENV) smolvla_demo
+
+# The from-scratch recipe (docs/training.md): demonstrations from seeds 0..59 through the real graph (lock-step
+# simulation, so a loaded machine cannot change them), then a compact SmolVLA trained on them. Seeds >= 1000 are
+# held out for make eval-policy. DEMOS and RUN must not exist yet (nothing is overwritten).
+DEMOS ?= outputs/demos
+RUN ?= outputs/train-demo
+train-demo: setup
+	@if [ -e "$(DEMOS)" ] || [ -e "$(RUN)" ]; then echo "$(DEMOS) or $(RUN) exists: move it away or set DEMOS=/RUN="; exit 1; fi
+	$(IN_ENV) smolvla_demo --policy expert --episodes 60 --seed 0 --latency 0.1 --lockstep --timeout 40 \
+	  --record $(DEMOS) --output-dir $(RUN)-recording
+	$(IN_ENV) smolvla-train $(DEMOS) --from-scratch --output $(RUN) \
+	  --action-topic /joint_trajectory_controller/joint_trajectory --max-age 0.4 --skip-unusable \
+	  --steps 4000 --batch-size 16 --lr 5e-4 --warmup-steps 100 --augment --val-episodes 3 --val-every 250 \
+	  --save-every 500 --log-every 25
+	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"
+
+EVAL_ARGS ?=
+eval-policy: setup
+	$(IN_ENV) smolvla_eval_policy $(EVAL_ARGS)
 
 queue-sim: $(VENV_STAMP)
 	$(IN_ENV) smolvla-queue-sim

@@ -1,9 +1,12 @@
 """`smolvla_eval_async` (make eval-async): the paper's Figure-5 experiment on the simulated SO-101.
 
 For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) the whole graph is started through
-smolvla_ros.launcher with the scripted expert as the policy side, answering with an artificial latency (default
-1.5 s, about SmolVLA's chunk latency on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency is 90 % of a
-50-action chunk, so every mode starves alike (see docs/async-inference.md). Each seed is a run: the arm starts at
+smolvla_ros.launcher. The policy side is by default the SmolVLA policy node with the checkpoint shipped with the
+package (trained from scratch in simulation), at its 30 Hz, with --latency seconds added to every chunk
+computation (default 1.0 s: most of a 50-action chunk, where sync starves and async does not). With --policy expert
+it is the scripted expert answering with an artificial latency (default 1.5 s, about smolvla_base's chunk latency
+on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency is 90 % of a 50-action chunk, so every mode
+starves alike (see docs/async-inference.md). Each seed is a run: the arm starts at
 home in the seeded scene, a new cube and target appear one second after every placement, and the run lasts
 --duration seconds. Reported
 per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from smolvla.sim.evaluation import RunResult, summarize
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
+from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession
 
 MODES = {"sync": 0.0, "async": None, "continuous": 1.0}
@@ -29,13 +33,19 @@ MODES = {"sync": 0.0, "async": None, "continuous": 1.0}
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smolvla_eval_async", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency", type=float, default=1.5, help="policy latency in seconds (expert delay)")
+    parser.add_argument("--policy", choices=("smolvla", "expert"), default="smolvla", help="the policy side")
+    parser.add_argument("--checkpoint", help="SmolVLA checkpoint (--policy smolvla); default: the shipped one")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        help="seconds: added to every SmolVLA chunk (default 1.0), or the expert's whole latency (default 1.5)",
+    )
     parser.add_argument("--threshold", type=float, default=0.7, help="g of the async mode")
     parser.add_argument(
         "--control-rate",
         type=float,
-        default=10.0,
-        help="Hz (executor, expert, arm); at 30 Hz a 1.5 s latency is 90%% of a 50-action chunk and every mode starves",
+        help="Hz (executor, policy, arm); default: 30 for SmolVLA (its training rate), 10 for the expert (at 30 Hz "
+        "a 1.5 s latency is 90%% of a 50-action chunk and every mode starves)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="runs per mode (seeds 0 .. seeds-1)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
@@ -54,18 +64,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
     g = MODES[mode] if MODES[mode] is not None else args.threshold
+    expert = args.policy == "expert"
+    if expert:
+        # The expert fills the ticks the wall clock drops; with the action clock nothing is dropped.
+        policy = {"latency": args.latency, "latency_compensation": args.tick_clock == "wall"}
+    else:
+        policy = {"added_latency": args.latency}
     options = GraphOptions(
         sim=True,
-        policy="expert",
+        policy=args.policy,
+        checkpoint=None if expert else args.checkpoint,
         mode="async",
         g=g,
         control_rate=args.control_rate,
         extra={
             # The executor's step clamp is per tick: keep the same 3 rad/s whatever the rate.
             "executor": {"max_step": 3.0 / args.control_rate, "tick_clock": args.tick_clock},
-            "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras else {"camera_rate": 0.0})},
-            # The expert fills the ticks the wall clock drops; with the action clock nothing is dropped.
-            "policy": {"latency": args.latency, "latency_compensation": args.tick_clock == "wall"},
+            "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras or not expert else {"camera_rate": 0.0})},
+            "policy": policy,
         },
     )
     results = []
@@ -92,9 +108,21 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
 def run(args: argparse.Namespace) -> dict:
     """Run every mode and seed; print the table; return the JSON summary."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    expert = args.policy == "expert"
+    if args.latency is None:
+        args.latency = 1.5 if expert else 1.0
+    if args.control_rate is None:
+        args.control_rate = 10.0 if expert else 30.0
+    if not expert and args.checkpoint is None:
+        args.checkpoint = str(shipped_checkpoint())
     load_before = os.getloadavg()
+    side = (
+        f"scripted expert with {args.latency:.2f} s artificial latency (stands in for SmolVLA)"
+        if expert
+        else f"SmolVLA policy node with {args.checkpoint} and {args.latency:.2f} s added to every chunk"
+    )
     print(
-        f"policy side: scripted expert with {args.latency:.2f} s artificial latency (stands in for SmolVLA), "
+        f"policy side: {side}, "
         f"{args.control_rate:g} Hz, n = 50, tick clock {args.tick_clock}, {args.seeds} seeds x {args.duration:.0f} s "
         "per mode; "
         f"load average {load_before[0]:.2f}",
@@ -114,6 +142,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"| {s.mode} | {g:.2f} | {s.success_rate:.0%} | {time_text} | {s.cubes_in_60s:.1f} |")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
     return {
+        "policy": args.policy if expert else args.checkpoint,
         "latency": args.latency,
         "control_rate": args.control_rate,
         "tick_clock": args.tick_clock,

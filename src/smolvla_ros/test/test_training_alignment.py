@@ -56,7 +56,7 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
     node = ros.node("alignment_probe")
     requests: list[ChunkRequest] = []
     chunks: dict[int, tuple[float, object]] = {}  # request id -> (receive time, chunk)
-    histories = {topic: SampleHistory(topic, capacity=100_000) for topic in (*CAMERAS, "/joint_states")}
+    histories = {topic: SampleHistory(topic, 3600.0, max_samples=100_000) for topic in (*CAMERAS, "/joint_states")}
     node.create_subscription(ChunkRequest, "/smolvla/chunk_request", requests.append, 100)
     node.create_subscription(
         ActionChunk, "/smolvla/action_chunk", lambda m: chunks.setdefault(m.request_id, (time.time(), m)), 100
