@@ -59,7 +59,7 @@ train-demo: setup
 	$(IN_ENV) smolvla_demo --policy expert --episodes 60 --seed 0 --latency 0.1 --lockstep --timeout 40 \
 	  --record $(DEMOS) --output-dir $(RUN)-recording
 	$(IN_ENV) smolvla-train $(DEMOS) --from-scratch --output $(RUN) \
-	  --action-topic /joint_trajectory_controller/joint_trajectory --max-age 0.4 --skip-unusable \
+	  --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
 	  --steps 4000 --batch-size 16 --lr 5e-4 --warmup-steps 100 --augment --val-episodes 3 --val-every 250 \
 	  --save-every 500 --log-every 25
 	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"

@@ -11,8 +11,8 @@ which it is.
 
 With --record DIR the graph also runs the episode recorder, and every successful episode becomes one training bag
 DIR/episode_NNNN (from its seeded reset to the placement, task.txt = the instruction): demonstrations for
-smolvla-train (`--action-topic /joint_trajectory_controller/joint_trajectory`: the executor then commands with
-JointTrajectory messages stamped with their tick's capture time). A failed episode (timeout) is discarded by the
+smolvla-train (`--action-topic /smolvla/executor_ticks`: the executor's tick log, each tick's command stamped with
+the tick's capture time). A failed episode (timeout) is discarded by the
 recorder, so DIR holds successful ones only.
 """
 
@@ -32,8 +32,8 @@ from smolvla_ros.shipped import shipped_checkpoint, shipped_summary
 from smolvla_ros.sim_session import CAMERA_TOPICS, SimSession, StatusSample
 
 DEFAULT_INSTRUCTION = "pick up the cube and place it on the green target"
-#: The executor's `output: trajectory` topic (config/executor.yaml): the demonstrations' actions.
-TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
+#: The executor's tick log (`tick_topic` in config/executor.yaml): the demonstrations' actions.
+TICK_TOPIC = "/smolvla/executor_ticks"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,14 +130,11 @@ def run(args: argparse.Namespace) -> int:
         extra={
             "robot": {"seed": args.seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
             **({"policy": {"latency": args.latency}} if expert else {}),
-            # The session opens each episode after its reset: nothing before the first one is recorded. Commands go
-            # out as JointTrajectory stamped with the executor's tick time, so training knows which observation
-            # each tick saw (smolvla.training.dataset).
+            # The session opens each episode after its reset: nothing before the first one is recorded. The actions
+            # are the executor's tick log: each tick's command stamped with its capture time, so training knows
+            # which observation each tick saw (smolvla.training.dataset).
             **(
-                {
-                    "recorder": {"autostart": False, "action_topic": TRAJECTORY_TOPIC, "action_type": "trajectory"},
-                    "executor": {"output": "trajectory"},
-                }
+                {"recorder": {"autostart": False, "action_topic": TICK_TOPIC, "action_type": "joint_state"}}
                 if args.record
                 else {}
             ),

@@ -73,6 +73,8 @@ PARAMETERS: dict[str, object] = {
     "joint_state_topic": "/joint_states",
     "command_topic": "/forward_position_controller/commands",
     "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
+    # Every tick's command as sensor_msgs/JointState stamped with the tick's capture time ("": not published).
+    "tick_topic": "/smolvla/executor_ticks",
     "chunk_request_topic": "/smolvla/chunk_request",
     "action_chunk_topic": "/smolvla/action_chunk",
     "policy_status_topic": "/smolvla/policy_status",
@@ -170,6 +172,7 @@ class ExecutorNode(LifecycleNode):
         else:
             self._command_pub = publisher(JointTrajectory, p["trajectory_topic"])
         self._request_pub = publisher(ChunkRequest, p["chunk_request_topic"])
+        self._tick_pub = publisher(JointState, p["tick_topic"]) if p["tick_topic"] else None
         self._status_pub = publisher(ExecutorStatus, p["executor_status_topic"])
         self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
         subscription(JointState, p["joint_state_topic"], self._on_joint_state, qos_profile_sensor_data)
@@ -280,8 +283,14 @@ class ExecutorNode(LifecycleNode):
             )
 
     def _send_tick_command(self, tick: ControlTick, tick_time: float) -> None:
+        if self._tick_pub is not None:
+            # The tick log: this tick's command stamped with its capture time (the chunk requests' capture_stamp),
+            # so a recording tells training which observation each tick's command followed (smolvla.training).
+            log = JointState(name=list(self._safety.joint_names), position=[float(x) for x in tick.command])
+            log.header.stamp = seconds_to_time(tick_time)
+            self._tick_pub.publish(log)
         if self._stream is None:
-            self._publish_command(tick.command, tick_time)
+            self._publish_command(tick.command)
             return
         queued = self._queue.queued_actions() if tick.queue is not None else None
         points = self._stream.update(tick.command, queued)
@@ -296,17 +305,13 @@ class ExecutorNode(LifecycleNode):
             msg.points.append(point)
         self._command_pub.publish(msg)
 
-    def _publish_command(self, positions: np.ndarray, tick_time: float | None = None) -> None:
+    def _publish_command(self, positions: np.ndarray) -> None:
         values = [float(x) for x in positions]
         if self._params["output"] == "position":
             self._command_pub.publish(Float64MultiArray(data=values))
         else:
             point = JointTrajectoryPoint(positions=values, time_from_start=seconds_to_duration(self._period))
-            msg = JointTrajectory(joint_names=list(self._safety.joint_names), points=[point])
-            # Stamped with the tick's capture time (the chunk requests' capture_stamp): a recording then tells
-            # training exactly which observation each command's tick saw (smolvla.training.dataset).
-            msg.header.stamp = seconds_to_time(self._now() if tick_time is None else tick_time)
-            self._command_pub.publish(msg)
+            self._command_pub.publish(JointTrajectory(joint_names=list(self._safety.joint_names), points=[point]))
 
     # ---- inputs -------------------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from smolvla.recording import (
 from smolvla_ros.node_runner import run_node
 
 NODE_NAME = "smolvla_recorder"
-ACTION_TYPES = {"position": Float64MultiArray, "trajectory": JointTrajectory}
+ACTION_TYPES = {"position": Float64MultiArray, "trajectory": JointTrajectory, "joint_state": JointState}
 
 PARAMETERS: dict[str, object] = {
     "output_dir": "",

@@ -10,7 +10,7 @@ import pytest
 
 from smolvla.sim.arm import HOME_POSITION
 from smolvla.training import Topics, load_episode
-from smolvla_ros.demo import DEFAULT_INSTRUCTION, TRAJECTORY_TOPIC
+from smolvla_ros.demo import DEFAULT_INSTRUCTION, TICK_TOPIC
 from smolvla_ros.launcher import find_executable
 
 pytestmark = pytest.mark.ros
@@ -33,7 +33,7 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
     recorded = []
     for name in ("episode_0001", "episode_0002"):
         assert (episodes / name / "task.txt").read_text().strip() == DEFAULT_INSTRUCTION
-        episode = load_episode(episodes / name, Topics(action=TRAJECTORY_TOPIC))
+        episode = load_episode(episodes / name, Topics(action=TICK_TOPIC))
         assert episode.task == DEFAULT_INSTRUCTION and len(episode) > 30
         recorded.append(episode)
     # Recording starts after the reset: the first frame is near the home pose, although the first episode ended with

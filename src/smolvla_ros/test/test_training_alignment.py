@@ -2,7 +2,7 @@
 
 The real graph (simulated arm in lock-step, the expert behind the chunk interface, the executor, the recorder) runs
 in its own processes; this test listens to the executor's own log of its ticks (its chunk requests: tick k and its
-capture time, and its JointTrajectory commands stamped with their tick's capture time), to the chunks and to the
+capture time, and its tick log: each tick's command stamped with the tick's capture time), to the chunks and to the
 inputs, then builds training samples from the recorded bag with `smolvla.training` and checks, per chunk request:
 - a frame of the episode has exactly the request's capture time;
 - its state and images are the samples the policy node's own selection (`smolvla.observation.select_samples`) picks
@@ -19,13 +19,12 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from smolvla.observation import SampleHistory, order_joint_positions, select_samples
 from smolvla.training import Topics, load_episode
 from smolvla_msgs.msg import ActionChunk, ChunkRequest
 from smolvla_ros.chunk_messages import chunk_from_msg, time_to_seconds
-from smolvla_ros.demo import TRAJECTORY_TOPIC
+from smolvla_ros.demo import TICK_TOPIC
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 
 pytestmark = pytest.mark.ros
@@ -49,8 +48,8 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
             "robot": {"lockstep": True, "image_width": 48, "image_height": 48, "respawn_delay": -1.0, "seed": 1000},
             "policy": {"latency": 0.0},
             # latest_only: the actions the executor plays after a chunk arrives are exactly that chunk's.
-            "executor": {"output": "trajectory", "aggregation": "latest_only"},
-            "recorder": {"action_topic": TRAJECTORY_TOPIC, "action_type": "trajectory"},
+            "executor": {"aggregation": "latest_only"},
+            "recorder": {"action_topic": TICK_TOPIC, "action_type": "joint_state"},
         },
     )
     node = ros.node("alignment_probe")
@@ -61,8 +60,8 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
     node.create_subscription(
         ActionChunk, "/smolvla/action_chunk", lambda m: chunks.setdefault(m.request_id, (time.time(), m)), 100
     )
-    ticks: list[JointTrajectory] = []
-    node.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, ticks.append, 100)
+    ticks: list[JointState] = []
+    node.create_subscription(JointState, TICK_TOPIC, ticks.append, 100)
     for topic in CAMERAS:
         node.create_subscription(
             Image,
@@ -87,7 +86,7 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
         assert response.success, response.message
         ros.spin_for(0.5)
     bag = tmp_path / "episodes" / "episode_0001"
-    episode = load_episode(bag, Topics(action=TRAJECTORY_TOPIC))
+    episode = load_episode(bag, Topics(action=TICK_TOPIC))
 
     frame_of = {int(t): k for k, t in enumerate(episode.times)}
     tick_times = sorted(_ns(time_to_seconds(m.header.stamp)) for m in ticks)

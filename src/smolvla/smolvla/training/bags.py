@@ -6,15 +6,17 @@ definitions. Three kinds of topics are read:
 - cameras: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) or sensor_msgs/CompressedImage (JPEG, PNG), converted
   to HxWx3 uint8 RGB by `smolvla.images`, the same code the policy node uses;
 - joint states: sensor_msgs/JointState in any joint order, reordered to the configured joint names;
-- actions: std_msgs/Float64MultiArray in joint-name order (the executor's commands to a ForwardCommandController) or
-  trajectory_msgs/JointTrajectory (first point, by its joint_names: a leader arm or a trajectory controller).
+- actions: std_msgs/Float64MultiArray in joint-name order (the executor's commands to a ForwardCommandController),
+  trajectory_msgs/JointTrajectory (first point, by its joint_names: a leader arm or a trajectory controller) or
+  sensor_msgs/JointState by name (the executor's tick log, `tick_topic`).
 
 Cameras and joint states are placed at their header stamps (their receive time, the bag's log time, where the
 header is empty), by the rule the policy node selects its inputs with (`smolvla.observation.sample_stamp`): a
 frame's capture time then picks the same images in training as at run time, however long the transport took.
-Commands are placed by the same rule: a JointTrajectory from the executor carries its control tick's capture time
-in the header (the time its chunk requests carry); Float64MultiArray has no header and keeps its log time
-(nanoseconds, when the recorder received it: on the robot computer, the executor's clock, a little after the tick).
+Commands are placed by the same rule: the executor's tick log (`tick_topic`, sensor_msgs/JointState) carries each
+control tick's command stamped with the tick's capture time (the time its chunk request carries); a JointTrajectory
+by its header stamp where set; Float64MultiArray has no header and keeps its log time (nanoseconds, when the recorder
+received it: on the robot computer, the executor's clock, a little after the tick).
 Anything unreadable raises `BagError` naming the bag, the topic and the message.
 """
 
@@ -50,7 +52,7 @@ TRAJECTORY_TYPE = "trajectory_msgs/msg/JointTrajectory"
 _ACCEPTED_TYPES = {
     "camera": (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE),
     "joint state": (JOINT_STATE_TYPE,),
-    "action": (FLOAT_ARRAY_TYPE, TRAJECTORY_TYPE),
+    "action": (FLOAT_ARRAY_TYPE, TRAJECTORY_TYPE, JOINT_STATE_TYPE),
 }
 
 _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -217,6 +219,8 @@ class Recording:
                     if not msg.points:
                         raise ValueError("trajectory has no points")
                     value = order_joint_positions(list(msg.joint_names), msg.points[0].positions, names)
+                elif msg.__msgtype__ == JOINT_STATE_TYPE:
+                    value = order_joint_positions(list(msg.name), msg.position, names)
                 else:
                     value = np.asarray(msg.data, dtype=np.float64)
                     if value.shape != (len(names),):
@@ -225,7 +229,7 @@ class Recording:
                         raise ValueError("command has non-finite values")
             except ValueError as error:
                 raise self._message_error(topic, index, stamp, error) from error
-            header = _header_ns(msg) if msg.__msgtype__ == TRAJECTORY_TYPE else 0
+            header = 0 if msg.__msgtype__ == FLOAT_ARRAY_TYPE else _header_ns(msg)
             stamps.append(sample_stamp(header, stamp))
             values.append(value)
         order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")

@@ -5,9 +5,9 @@ observation captured at tick k yields the chunk for ticks k + 1 ... k + n. So:
 
 - **Frames are the ticks of whoever commanded the arm**: frame k is command message k (the executor publishes one
   per control tick; a leader arm or teleoperation node one per its own period). Its capture time t_k is the
-  command's stamp (`bags`): with the executor's `output: trajectory` exactly its tick's capture time, the time its
-  chunk requests carry; for Float64MultiArray commands (no header) their log time, which follows the capture by
-  the publish-to-record delay (under a millisecond on an idle machine, more under load: an image rendered in
+  command's stamp (`bags`): on the executor's tick log (`tick_topic`) exactly its tick's capture time, the time
+  its chunk requests carry; for Float64MultiArray commands (no header) their log time, which follows the capture
+  by the publish-to-record delay (under a millisecond on an idle machine, more under load: an image rendered in
   between is then shown one tick early). The commands' rate must be `fps` (within 20 %): chunks are played at
   the executor's control rate.
 - **Inputs of frame k**: for each camera and for the joint state, the newest sample *stamped* at or before t_k
