@@ -420,7 +420,7 @@ class SmolVLAModel(nn.Module):
         d = self.config.backbone.text_hidden_size
         img_emb = torch.zeros(b, n_cam, n_img, d, dtype=dtype, device=image_mask.device)
         if image_tokens is not None:
-            img_emb[image_mask] = image_tokens
+            img_emb[image_mask] = image_tokens.to(dtype)  # autocast may hand them over in bfloat16
         lang_emb = self.vlm.text_model.embed_tokens(lang_tokens) * math.sqrt(d)
         state_emb = self.state_proj(state.float())[:, None, :].to(dtype)
         embeddings = torch.cat((img_emb.reshape(b, n_cam * n_img, d), lang_emb.to(dtype), state_emb), dim=1)
