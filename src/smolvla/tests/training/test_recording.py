@@ -62,10 +62,11 @@ def test_recorded_episode_reads_back_like_an_independently_written_bag(tmp_path,
 
     recorded = load_episode(closed.path, TOPICS)  # the task comes from task.txt
     assert recorded.task == TASK
-    # Frames start when every topic has a written message: the second wrist image, at 130 ms.
-    assert recorded.times[0] == T0 + 130 * MS
-    np.testing.assert_allclose(recorded.state[0], state_value(13), rtol=1e-6)
-    np.testing.assert_allclose(recorded.actions[0], action_value(2), rtol=1e-6)  # sent at 106.7 ms
+    # Frames are command ticks from when every input has a written message (the second wrist image, at 130 ms):
+    # the command at 140 ms, whose label is the next command (173.3 ms).
+    assert recorded.times[0] == T0 + 140 * MS
+    np.testing.assert_allclose(recorded.state[0], state_value(14), rtol=1e-6)
+    np.testing.assert_allclose(recorded.actions[0], action_value(4), rtol=1e-6)
     assert tuple(recorded.images[1][recorded.image_index[0, 1]][0, 0]) == wrist_rgb(1)
 
     # The same messages written by rosbags directly, in the layout of `ros2 bag record`, read back identically.
