@@ -220,7 +220,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
             chunk_size=20,
             cameras=("/camera/front/image_raw", "/camera/wrist/image_raw"),
             config_dir=config_dir,
-            extra={"executor": {"max_step": 0.05}},
+            extra={"executor": {"max_velocity": 1.5}},
         )
     )
     assert [s.name for s in specs] == ["robot", "policy", "executor"]
@@ -238,7 +238,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
         "chunk_size": 20,
         "mode": "async",
         "threshold": 0.6,
-        "max_step": 0.05,
+        "max_velocity": 1.5,
     }
     expert = graph_nodes(GraphOptions(policy="expert", chunk_size=50, config_dir=config_dir))
     assert [Path(s.command[0]).name for s in expert] == ["expert_policy_node", "executor_node"]
@@ -305,12 +305,16 @@ def test_graph_nodes_rejects_bad_options(options, message):
         graph_nodes(options)
 
 
-def test_cli_dry_run_and_errors(config_dir, capsys):
-    argv = ["--sim", "--policy", "expert", "--config-dir", str(config_dir), "--instruction", "stack", "--dry-run"]
-    assert main([*argv, "--set", "executor.max_step=0.05", "--set", "robot.render=false"]) == 0
+def test_cli_print_commands_dry_run_and_errors(config_dir, capsys):
+    argv = ["--sim", "--policy", "expert", "--config-dir", str(config_dir), "--instruction", "stack"]
+    argv.append("--print-commands")
+    assert main([*argv, "--set", "executor.max_velocity=1.5", "--set", "robot.render=false"]) == 0
     out = capsys.readouterr().out
     assert "robot: " in out and "sim_arm_node --ros-args --params-file" in out and "render:=false" in out
-    assert 'instruction:="stack"' in out and "max_step:=0.05" in out and "recorder: " not in out
+    assert 'instruction:="stack"' in out and "max_velocity:=1.5" in out and "recorder: " not in out
+    assert "dry_run" not in out
+    assert main([*argv, "--dry-run"]) == 0  # the executor publishes to its dry-run topic only
+    assert "executor_node --ros-args" in (out := capsys.readouterr().out) and "dry_run:=true" in out
     assert main([*argv, "--record", str(config_dir / "eps"), "--task", "stack it"]) == 0
     out = capsys.readouterr().out
     assert f"recorder_node --ros-args --params-file {config_dir / 'recorder.yaml'}" in out

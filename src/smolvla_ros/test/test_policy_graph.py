@@ -135,7 +135,7 @@ def start_executor(processes):
         "executor",
         (find_executable("executor_node"),),
         params_file=find_config("executor.yaml"),
-        parameters={"chunk_size": N, "control_rate": RATE, "request_timeout": 2.0, "max_step": 0.05},
+        parameters={"chunk_size": N, "control_rate": RATE, "request_timeout": 2.0, "max_velocity": 0.05 * RATE},
     )
     return processes.start("executor", spec.argv())
 
