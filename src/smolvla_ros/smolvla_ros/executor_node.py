@@ -68,6 +68,7 @@ PARAMETERS: dict[str, object] = {
     "gate_max_jump": [0.5, 0.5, 0.5, 0.5, 0.5, 1.0],
     "gate_limit_margin": 0.1,
     "gate_outside_fraction": 0.5,
+    "resample_chunks": False,
     "dry_run": False,
     "dry_run_topic": "/smolvla/dry_run_command",
     "control_rate": 30.0,
@@ -267,7 +268,7 @@ class ExecutorNode(LifecycleNode):
     def _log_joint_state_hold(self, tick: ControlTick) -> None:
         topic = self._params["joint_state_topic"]
         if tick.fault:
-            suppressed = self._fault_log.report(self._now())
+            suppressed = self._fault_log.report(self._now(), tick.fault_kind)
             if suppressed is not None:
                 held = "holding the last command" if tick.command is not None else "nothing commanded"
                 more = f" ({suppressed} more such ticks since the last message)" if suppressed else ""
@@ -320,10 +321,11 @@ class ExecutorNode(LifecycleNode):
             self._chunks_invalid += 1
             # The request got no usable answer: free its slot now rather than after the timeout.
             self._queue.request_failed(msg.request_id, now)
-            self._log_chunk(now, f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
+            self._log_chunk(now, "invalid", f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
             return
         if not outcome.accepted:
-            self._log_chunk(now, f"chunk {msg.chunk_id} (request {msg.request_id}) not used: {outcome.reason}")
+            line = f"chunk {msg.chunk_id} (request {msg.request_id}) not used: {outcome.reason}"
+            self._log_chunk(now, outcome.kind, line)
         elif len(actions) != self._params["chunk_size"]:
             self.get_logger().warning(
                 f"chunks hold {len(actions)} actions but chunk_size is {self._params['chunk_size']}: "
@@ -331,8 +333,8 @@ class ExecutorNode(LifecycleNode):
                 throttle_duration_sec=60.0,
             )
 
-    def _log_chunk(self, now: float, line: str) -> None:
-        suppressed = self._chunk_log.report(now)
+    def _log_chunk(self, now: float, kind: str, line: str) -> None:
+        suppressed = self._chunk_log.report(now, kind)
         if suppressed is not None:
             more = f" ({suppressed} more chunks not used since the last message)" if suppressed else ""
             self.get_logger().warning(line + more)

@@ -21,6 +21,7 @@ import numpy as np
 
 from smolvla.async_inference.core import AsyncActionQueue, ChunkOutcome, RequestSpec, TickResult
 from smolvla.async_inference.gate import ChunkGate
+from smolvla.async_inference.resample import resample_chunk
 from smolvla.async_inference.safety import CommandSafety, InvalidChunkError
 
 #: A chunk may hold at most this many times chunk_size actions (a bound on the work one message can cause).
@@ -90,6 +91,7 @@ class ControlTick:
         0 otherwise (also after the wait for the very first state, which is no outage).
     fault: why the fresh joint state was not acted on ("" when it was): outside the joint limits, or, after held
         ticks, too far from the held command (see ControlLoop).
+    fault_kind: "limits" or "resume" for those two faults, "" without a fault.
     """
 
     command: np.ndarray | None
@@ -98,6 +100,7 @@ class ControlTick:
     queue: TickResult | None
     resumed_after: int
     fault: str = ""
+    fault_kind: str = ""
 
     @property
     def held_without_state(self) -> bool:
@@ -129,6 +132,7 @@ class ControlLoop:
         joint_state_timeout: float,
         gate: ChunkGate | None = None,
         resume_tolerance: float = 0.2,
+        resample: bool = False,
     ) -> None:
         if queue.n_joints != len(safety.joint_names):
             raise ValueError(f"queue has {queue.n_joints} joints but safety {len(safety.joint_names)}")
@@ -139,6 +143,7 @@ class ControlLoop:
         self.queue = queue
         self.safety = safety
         self.gate = gate
+        self.resample = resample
         self.resume_tolerance = float(resume_tolerance)
         self.joint_states = JointStateMonitor(joint_state_timeout)
         self.ticks_without_state = 0
@@ -162,11 +167,13 @@ class ControlLoop:
             self._interrupted = self._interrupted or self.safety.last_command is not None
             return ControlTick(self.safety.brake(), None, state, None, 0)
         fault = self.safety.state_fault(state.positions)
+        kind = "limits" if fault else ""
         held = self.safety.last_command
         if not fault and self._interrupted and held is not None:
             error = np.abs(state.positions - held)
             if np.any(error > self.resume_tolerance):
                 joint = int(np.argmax(error))
+                kind = "resume"
                 fault = (
                     f"after held ticks the arm is {error[joint]:.3f} rad from the held command at "
                     f"{self.safety.joint_names[joint]} (resume_tolerance {self.resume_tolerance:g} rad): it moved "
@@ -177,7 +184,7 @@ class ControlLoop:
             self.fault = fault
             self.joint_state_faults += 1
             self._interrupted = self._interrupted or held is not None
-            return ControlTick(self.safety.brake(), None, state, None, 0, fault)
+            return ControlTick(self.safety.brake(), None, state, None, 0, fault, kind)
         resumed, self._stale_run, self._interrupted = self._stale_run, 0, False
         result = self.queue.tick(now, state.positions)
         command = self.safety.command(result.action, state.positions)
@@ -187,7 +194,8 @@ class ControlLoop:
         self, request_id: int, first_tick: int, actions: np.ndarray, control_period: float, now: float
     ) -> ChunkOutcome:
         """A validated chunk (joint_names order) spaced `control_period` seconds arrived at `now`: check its rate
-        and the gate, then merge it into the queue. A refused chunk frees its request (retried after the
+        (refused when it differs from the loop's, unless `resample`: then resampled to it, see resample_chunk),
+        then the gate, then merge it into the queue. A refused chunk frees its request (retried after the
         failure back-off) and is counted in the queue's status. Raises InvalidChunkError for a chunk longer than
         MAX_CHUNK_FACTOR times the chunk size."""
         if len(actions) > MAX_CHUNK_FACTOR * self.queue.config.chunk_size:
@@ -197,11 +205,14 @@ class ControlLoop:
             )
         period = self.queue.config.control_period
         if abs(control_period - period) > 1e-6 * max(period, control_period) + 1e-9:
-            why = (
-                f"its actions are {control_period:.6f} s apart but the control period is {period:.6f} s "
-                f"({1.0 / period:g} Hz): it would play at the wrong speed (set control_rate to the policy's rate)"
-            )
-            return self.queue.refuse_chunk(request_id, now, "wrong_rate", why)
+            if not self.resample:
+                why = (
+                    f"its actions are {control_period:.6f} s apart but the control period is {period:.6f} s "
+                    f"({1.0 / period:g} Hz): it would play at the wrong speed (set control_rate to the policy's "
+                    "rate, or resample_chunks)"
+                )
+                return self.queue.refuse_chunk(request_id, now, "wrong_rate", why)
+            actions = resample_chunk(actions, control_period, period)
         if self.gate is not None:
             why = self.gate.check(actions, self.queue.observed_state(request_id))
             if why:

@@ -76,13 +76,15 @@ class TickResult:
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """Result of offering a chunk to the queue. accepted is False with a reason when it was not used."""
+    """Result of offering a chunk to the queue. accepted is False with a reason when it was not used, and `kind`
+    says which counter it went to: unmatched, superseded, gated or wrong_rate."""
 
     accepted: bool
     reason: str = ""
     latency: float | None = None
     dropped_late: int = 0
     blended: int = 0
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,8 @@ class AsyncActionQueue:
             self._in_flight.pop(request_id, None)
             if pending is None:
                 self._counters["chunks_unmatched"] += 1
-                return ChunkOutcome(False, f"request_id {request_id} is not a request of this run or was answered")
+                why = f"request_id {request_id} is not a request of this run or was answered"
+                return ChunkOutcome(False, why, kind="unmatched")
             latency = now - pending.sent_time
             self._latency.add(latency)
             if first_tick != pending.observation_tick + 1:
@@ -248,6 +251,7 @@ class AsyncActionQueue:
                     f"first_tick {first_tick} does not follow the request's observation tick "
                     f"{pending.observation_tick}",
                     latency,
+                    kind="unmatched",
                 )
             if pending.observation_tick < self._newest_observation_tick:
                 self._counters["chunks_superseded"] += 1
@@ -256,6 +260,7 @@ class AsyncActionQueue:
                     f"computed from tick {pending.observation_tick}, older than the queued chunk's tick "
                     f"{self._newest_observation_tick}",
                     latency,
+                    kind="superseded",
                 )
             self._newest_observation_tick = pending.observation_tick
             # The filter compares with observations that produced a chunk: after a failed or lost request the
@@ -290,10 +295,11 @@ class AsyncActionQueue:
             self._in_flight.pop(request_id, None)
             if pending is None:
                 self._counters["chunks_unmatched"] += 1
-                return ChunkOutcome(False, f"request_id {request_id} is not a request of this run or was answered")
+                why = f"request_id {request_id} is not a request of this run or was answered"
+                return ChunkOutcome(False, why, kind="unmatched")
             self._counters[f"chunks_{counter}"] += 1
             self._retry_after = now + self.config.failure_backoff
-            return ChunkOutcome(False, reason)
+            return ChunkOutcome(False, reason, kind=counter)
 
     def request_failed(self, request_id: int, now: float) -> bool:
         """The policy answered `request_id` without a chunk: free its slot; if it is the newest request sent,

@@ -84,7 +84,11 @@ def build_control_loop(p: Mapping[str, object]) -> ControlLoop:
         tick_clock=p["tick_clock"],
     )
     queue = AsyncActionQueue(config, safety.ranges)
-    return ControlLoop(queue, safety, p["joint_state_timeout"], _gate(safety, p), p["resume_tolerance"])
+    if not isinstance(p["resample_chunks"], bool):
+        raise ValueError(f"resample_chunks must be true or false, got {p['resample_chunks']!r}")
+    return ControlLoop(
+        queue, safety, p["joint_state_timeout"], _gate(safety, p), p["resume_tolerance"], p["resample_chunks"]
+    )
 
 
 def apply_live(loop: ControlLoop, p: Mapping[str, object]) -> None:

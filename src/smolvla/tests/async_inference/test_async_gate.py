@@ -1,9 +1,18 @@
-"""The gate on absurd chunks, the rate check, and burst-limited logging."""
+"""The way in for chunks (length bound, rate check or resampling, gate on absurd chunks) and burst logging."""
 
 import numpy as np
 import pytest
 
-from smolvla.async_inference import AsyncActionQueue, BurstLog, ChunkGate, CommandSafety, ControlLoop, QueueConfig
+from smolvla.async_inference import (
+    AsyncActionQueue,
+    BurstLog,
+    ChunkGate,
+    CommandSafety,
+    ControlLoop,
+    InvalidChunkError,
+    QueueConfig,
+)
+from smolvla.async_inference.resample import resample_chunk
 
 JOINTS = ["a", "b", "c"]
 LOWER = np.array([-1.9, -1.7, -0.17])
@@ -116,3 +125,36 @@ def test_burst_log_reports_the_first_event_of_a_burst_then_a_count():
     assert log.report(10.0) == 999  # a reminder within a long burst, with the count
     assert log.report(10.5) is None
     assert log.report(20.0) == 1  # after a quiet spell: a new burst is logged at once
+    assert log.report(20.1, kind="other") == 0  # another kind of event: logged at once too
+    assert log.report(20.2, kind="other") is None
+
+
+def test_resampling_keeps_the_speed_of_a_chunk_at_another_rate():
+    chunk = np.outer(np.arange(1, 11), [0.1, -0.2, 0.0])  # 10 Hz: 1 rad/s, -2 rad/s, still
+    resampled = resample_chunk(chunk, 0.1, 1 / 30)
+    assert resampled.shape == (30, 3)  # the same second of motion
+    np.testing.assert_allclose(resampled[2:], np.outer(np.arange(3, 31) / 30, [1.0, -2.0, 0.0]), atol=1e-12)
+    np.testing.assert_allclose(resampled[:2], np.tile(chunk[0], (2, 1)))  # before the first action: the first
+    faster = resample_chunk(np.outer(np.arange(1, 31), [0.01, 0.0, 0.0]), 1 / 100, 1 / 30)
+    assert faster.shape == (9, 3)
+    np.testing.assert_allclose(faster[:, 0], np.arange(1, 10) / 30, atol=1e-12)
+    with pytest.raises(ValueError, match="chunk period"):
+        resample_chunk(chunk, 0.0, 1 / 30)
+
+
+def test_with_resampling_a_chunk_at_another_rate_is_used():
+    loop = make_loop()
+    loop.resample = True
+    q = np.zeros(3)
+    loop.update_joint_state(q, 0.0)
+    request = loop.step(0.0).request
+    outcome = loop.offer_chunk(request.request_id, 1, smooth_chunk(q), 0.1, 0.01)
+    assert outcome.accepted and loop.queue.status().queue_length == 30
+
+
+def test_a_chunk_far_longer_than_the_chunk_size_is_invalid():
+    loop = make_loop()
+    loop.update_joint_state(np.zeros(3), 0.0)
+    request = loop.step(0.0).request
+    with pytest.raises(InvalidChunkError, match="more than 4 x chunk_size"):
+        loop.offer_chunk(request.request_id, 1, np.zeros((10_000, 3)), DT, 0.01)
