@@ -65,7 +65,7 @@ PARAMETERS: dict[str, object] = {
     "joint_limit_tolerance": 0.05,
     "resume_tolerance": 0.2,
     # The gate on absurd chunks.
-    "gate_max_jump": [0.5, 0.5, 0.5, 0.5, 0.5, 1.0],
+    "gate_max_jump": [0.5, 0.5, 0.5, 0.5, 0.5, 2.0],
     "gate_limit_margin": 0.1,
     "gate_outside_fraction": 0.5,
     "resample_chunks": False,

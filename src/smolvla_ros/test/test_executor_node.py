@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
@@ -472,3 +473,48 @@ def test_dry_run_publishes_only_to_the_dry_run_topic(ros, processes):
     assert not peer.commands and not trajectories  # nothing on any controller's topic
     assert peer.status.dry_run and peer.status.requests_sent > 0
     assert processes.stop(executor) == 0
+
+
+def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log(ros, processes):
+    executor = start_executor(processes, mode="continuous", similarity_epsilon=0.0)
+    peer = RobotAndPolicy(ros)
+    ros.wait_for(lambda: peer.status is not None and peer.status.chunks_received > 3, 30.0, "chunks")
+    rogue = ros.node("rogue_publisher")
+    pub = rogue.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
+    actions = np.tile(Q0, (N, 1))
+    rogue_msg = chunk_to_msg(
+        actions,
+        JOINTS,
+        request_id=10**9,
+        chunk_id=1,
+        first_tick=1,
+        control_period=1 / RATE,
+        capture_stamp=Time(),
+        inference_latency=0.0,
+        instruction="rogue",
+    )
+    long_msg = chunk_to_msg(
+        np.tile(Q0, (10_000, 1)),
+        JOINTS,
+        request_id=10**9 + 1,
+        chunk_id=2,
+        first_tick=1,
+        control_period=1 / RATE,
+        capture_stamp=Time(),
+        inference_latency=0.0,
+        instruction="rogue",
+    )
+    received_before, sent, start = peer.status.chunks_received, 0, time.monotonic()
+    while time.monotonic() - start < 2.0:  # as fast as this process can publish, typically 1-3 kHz
+        pub.publish(long_msg if sent % 100 == 0 else rogue_msg)
+        sent += 1
+        ros.executor.spin_once(timeout_sec=0.0)  # the test's arm and policy keep running
+    rate = sent / (time.monotonic() - start)
+    during = peer.status.chunks_received - received_before
+    assert during >= 5, f"only {during} of the policy's chunks used during a {rate:.0f} Hz flood"
+    assert peer.status.chunks_rejected >= 10 and executor.poll() is None
+    assert peer.commands[-1][1][0] > Q0[0]  # still executing the policy's ramp
+    assert processes.stop(executor) == 0
+    logs = processes.logs()
+    lines = logs.count("not used: request_id 1000000000") + logs.count("more than 4 x chunk_size")
+    assert 1 <= lines <= 6, f"{lines} log lines for {sent} rogue chunks at {rate:.0f} Hz"
