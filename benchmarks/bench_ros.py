@@ -42,11 +42,12 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
+from smolvla.robot_interface import SO100_JOINT_NAMES  # noqa: E402
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus  # noqa: E402
 from smolvla_ros.chunk_messages import seconds_to_time, time_to_seconds  # noqa: E402
 from smolvla_ros.launcher import Launcher, NodeSpec, find_config, find_executable  # noqa: E402
 
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 CAMERAS = ["/bench/camera0/image_raw", "/bench/camera1/image_raw", "/bench/camera2/image_raw"]
 
 
@@ -219,15 +220,15 @@ def measure_jitter(args, workdir: Path, log) -> dict:
 def measure_overhead(args, workdir: Path, log) -> dict:
     """Request -> chunk round trip minus model time, for 1 and 3 cameras of 512x512.
 
-    The policy gets a long maximum sample age and history here: this measures the cost of serving a request,
-    not whether a loaded machine delivers every frame in time (requests without a chunk are counted apart).
+    The policy gets a long maximum sample age (its history spans it too) here: this measures the cost of serving a
+    request, not whether a loaded machine delivers every frame in time (requests without a chunk are counted apart).
     """
     result = {}
     for cameras in (1, 3):
         checkpoint = build_checkpoint("tiny", workdir, cameras=cameras)
         bench = Bench()
         bench.set_cameras(cameras, 512)
-        spec = policy_spec(checkpoint, cameras, max_sample_age=10.0, sample_history=64)
+        spec = policy_spec(checkpoint, cameras, max_sample_age=10.0)
         try:
             with Launcher([spec], output=log):
                 bench.spin_until(lambda b=bench: b.node.count_publishers("/smolvla/policy_status") > 0, 120, "policy")

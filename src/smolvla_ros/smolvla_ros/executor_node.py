@@ -35,8 +35,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueStatus
+from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueStatus, TrajectoryStream
 from smolvla.async_inference.parameters import LIVE, apply_live, build_control_loop
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
@@ -49,7 +50,7 @@ PER_JOINT = ("max_velocity", "max_acceleration", "gate_max_jump")
 OUTPUTS = ("position", "trajectory")
 
 # Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 LOWER = [-1.91986, -1.74533, -1.69, -1.65806, -2.74385, -0.17453]
 UPPER = [1.91986, 1.74533, 1.69, 1.65806, 2.84121, 1.74533]
 
@@ -111,6 +112,7 @@ class ExecutorNode(LifecycleNode):
         self._control_lock = threading.Lock()
         self._active = False
         self._loop: ControlLoop | None = None
+        self._stream: TrajectoryStream | None = None
         self._chunks_invalid = 0
         self._chunk_log = BurstLog()
         self._fault_log = BurstLog()
@@ -128,6 +130,13 @@ class ExecutorNode(LifecycleNode):
             self._loop = build_control_loop(p)
             self._queue, self._safety = self._loop.queue, self._loop.safety
             self._period = self._queue.config.control_period
+            # A dry run publishes one JointState per tick, whatever the output.
+            streaming = p["output"] == "trajectory" and not p["dry_run"]
+            self._stream = (
+                TrajectoryStream(self._safety.lower, self._safety.upper, self._safety.max_step, self._period)
+                if streaming
+                else None
+            )
             self._params = p
             self._create_entities(p)
         except (ValueError, TypeError, OverflowError, NameValidationException) as error:
@@ -153,6 +162,8 @@ class ExecutorNode(LifecycleNode):
         with self._control_lock:
             if self._loop is not None and LIVE.intersection(changes):
                 apply_live(self._loop, values)
+                if self._stream is not None:
+                    self._stream.max_step = self._safety.max_step.copy()
                 self._params.update((name, changes[name]) for name in LIVE.intersection(changes))
                 self.get_logger().info(f"applied {changes} (g = {self._queue.threshold():.2f})")
         return SetParametersResult(successful=True)
@@ -191,6 +202,8 @@ class ExecutorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._control_lock:
             self._loop.reset()
+            if self._stream is not None:
+                self._stream.reset()
             self._active = True
         self.get_logger().info("active: commanding the arm, starting from its measured joint state")
         return TransitionCallbackReturn.SUCCESS
@@ -252,7 +265,7 @@ class ExecutorNode(LifecycleNode):
     def _control_step(self) -> None:
         tick = self._loop.step(self._now())
         if tick.command is not None:
-            self._publish_command(tick.command)
+            self._send_tick_command(tick)
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
@@ -288,6 +301,23 @@ class ExecutorNode(LifecycleNode):
                 f"resuming the action queue where it stopped ({tick.queue.queue_length} actions queued)",
                 throttle_duration_sec=1.0,
             )
+
+    def _send_tick_command(self, tick: ControlTick) -> None:
+        if self._stream is None:
+            self._publish_command(tick.command)
+            return
+        queued = self._queue.queued_actions() if tick.queue is not None else None
+        points = self._stream.update(tick.command, queued)
+        if points is not None:
+            self._publish_trajectory(points)
+
+    def _publish_trajectory(self, points: np.ndarray) -> None:
+        msg = JointTrajectory(joint_names=list(self._safety.joint_names))  # stamp zero: start on receipt
+        for positions, seconds in zip(points, self._stream.times(len(points)), strict=True):
+            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
+            point.time_from_start = seconds_to_duration(float(seconds))
+            msg.points.append(point)
+        self._command_pub.publish(msg)
 
     def _publish_command(self, positions: np.ndarray) -> None:
         values = [float(x) for x in positions]

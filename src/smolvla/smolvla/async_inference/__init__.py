@@ -16,6 +16,7 @@ from smolvla.async_inference.gate import ChunkGate
 from smolvla.async_inference.latency import LatencyEstimator
 from smolvla.async_inference.safety import CommandSafety, InvalidChunkError, SafeCommand
 from smolvla.async_inference.similarity import SimilarityFilter
+from smolvla.async_inference.trajectory import TrajectoryStream
 
 __all__ = [
     "AGGREGATIONS",
@@ -37,5 +38,6 @@ __all__ = [
     "SafeCommand",
     "SimilarityFilter",
     "TickResult",
+    "TrajectoryStream",
     "aggregate",
 ]
