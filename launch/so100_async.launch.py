@@ -89,7 +89,7 @@ def _graph(context):
         dtype=optional("dtype"),
         record_dir=optional("record_dir", Path),
         task=optional("task"),
-        dry_run=_is_true(value("dry_run")),
+        dry_run=flag("dry_run", value("dry_run")),
     )
     config_dir = value("config_dir") or PathJoinSubstitution([FindPackageShare("smolvla_ros"), "config"]).perform(
         context
