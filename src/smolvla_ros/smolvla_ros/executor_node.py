@@ -132,11 +132,7 @@ class ExecutorNode(LifecycleNode):
             self._period = self._queue.config.control_period
             # A dry run publishes one JointState per tick, whatever the output.
             streaming = p["output"] == "trajectory" and not p["dry_run"]
-            self._stream = (
-                TrajectoryStream(self._safety.lower, self._safety.upper, self._safety.max_step, self._period)
-                if streaming
-                else None
-            )
+            self._stream = TrajectoryStream(self._safety, self._period) if streaming else None
             self._params = p
             self._create_entities(p)
         except (ValueError, TypeError, OverflowError, NameValidationException) as error:
@@ -162,8 +158,6 @@ class ExecutorNode(LifecycleNode):
         with self._control_lock:
             if self._loop is not None and LIVE.intersection(changes):
                 apply_live(self._loop, values)
-                if self._stream is not None:
-                    self._stream.max_step = self._safety.max_step.copy()
                 self._params.update((name, changes[name]) for name in LIVE.intersection(changes))
                 self.get_logger().info(f"applied {changes} (g = {self._queue.threshold():.2f})")
         return SetParametersResult(successful=True)

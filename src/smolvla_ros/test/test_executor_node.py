@@ -4,6 +4,7 @@ subscriber) and the policy (answers chunk requests)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -519,14 +520,22 @@ def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log
         inference_latency=0.0,
         instruction="rogue",
     )
-    received_before, sent, start = peer.status.chunks_received, 0, time.monotonic()
-    while time.monotonic() - start < 2.0:  # as fast as this process can publish, typically 1-3 kHz
-        pub.publish(long_msg if sent % 100 == 0 else rogue_msg)
-        sent += 1
-        ros.executor.spin_once(timeout_sec=0.0)  # the test's arm and policy keep running
-    rate = sent / (time.monotonic() - start)
+    received_before, sent = peer.status.chunks_received, 0
+
+    def flood() -> None:  # as fast as this process can publish
+        nonlocal sent
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            pub.publish(long_msg if sent % 100 == 0 else rogue_msg)
+            sent += 1
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    ros.spin_for(2.0)  # meanwhile the test's arm and policy keep running
+    flooder.join()
+    rate = sent / 2.0
     during = peer.status.chunks_received - received_before
-    assert during >= 5, f"only {during} of the policy's chunks used during a {rate:.0f} Hz flood"
+    assert during >= 3, f"only {during} of the policy's chunks used during a {rate:.0f} Hz flood"
     assert peer.status.chunks_rejected >= 10 and executor.poll() is None
     assert peer.commands[-1][1][0] > Q0[0]  # still executing the policy's ramp
     assert processes.stop(executor) == 0

@@ -339,7 +339,7 @@ def test_cli_print_commands_dry_run_and_errors(config_dir, capsys):
     assert "g must be within" in capsys.readouterr().err
     assert main(["--mode", "sync", "-g", "0.5", "--config-dir", str(config_dir)]) == 2
     assert "g is not used in mode sync" in capsys.readouterr().err
-    assert main(["--output", "trajectory", "--config-dir", str(config_dir), "--dry-run"]) == 0
+    assert main(["--output", "trajectory", "--config-dir", str(config_dir), "--print-commands"]) == 0
     assert 'output:="trajectory"' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--set", "nodot=1"])
@@ -366,6 +366,7 @@ def test_smolvla_launch_runs_the_simulated_graph_and_stops_it_cleanly_on_ctrl_c(
         try:
             ros.wait_for(lambda: len(chunks) >= 2 and len(commands) >= 60, 90.0, "chunks and commands from the graph")
             ros.wait_for(lambda: "writing from now on" in log_path.read_text(), 30.0, "the recorder to start its bag")
+            ros.spin_for(2.0)  # a bag of a few seconds, however late the recorder started on a loaded machine
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(30)

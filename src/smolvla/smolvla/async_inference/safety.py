@@ -190,6 +190,20 @@ class CommandSafety:
                 self.commands_clamped += 1
             return SafeCommand(positions, clamped=clamped, held=False, first=False)
 
+    def preview(self, actions: np.ndarray) -> np.ndarray:
+        """The commands command() would return for `actions` on the next ticks, (m, n_joints): what a trajectory
+        controller may be sent ahead of time. Changes nothing. Raises ValueError before the first command."""
+        actions = np.asarray(actions, dtype=np.float64).reshape(-1, len(self.joint_names))
+        with self._lock:
+            if self._last is None:
+                raise ValueError("no command yet: nothing to plan from")
+            last, step = self._last, self._step
+            try:
+                points = [self._advance(action) for action in actions]
+            finally:
+                self._last, self._step = last, step
+        return np.array(points).reshape(len(actions), len(self.joint_names))
+
     def brake(self) -> np.ndarray | None:
         """The command for a tick without a usable joint state: brake to a stop as on starvation, uncounted.
         None before the first command (nothing may be sent without a state to start from)."""
