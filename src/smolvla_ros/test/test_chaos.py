@@ -1,4 +1,4 @@
-"""The fault-injection suite's bounded subset (`smolvla_chaos --quick`) against the real graph, as `make test` runs it."""
+"""The fault-injection suite's bounded subset (`smolvla_chaos --quick`) on the real graph, as `make test` runs it."""
 
 from __future__ import annotations
 
