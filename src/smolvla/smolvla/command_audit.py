@@ -125,6 +125,7 @@ class CaseResult:
     crashes: list[str] = field(default_factory=list)  # processes that died unasked
     unsafe: int = 0  # unsafe commands while the case ran
     findings: list[str] = field(default_factory=list)  # other wrong behaviour (an accepted invalid parameter, ...)
+    notes: list[str] = field(default_factory=list)  # facts that do not fail the case (when it recovered after all)
 
     @property
     def passed(self) -> bool:

@@ -59,6 +59,7 @@ RECOVERY = 2.0  # seconds after a fault ends within which the graph must recover
 # machine), then the executor's request_timeout (10 s) for the request the killed process never answered.
 RESTART_RECOVERY = 90.0
 OK = int.from_bytes(DiagnosticStatus.OK)  # levels are bytes in the message
+SETTLE = 60.0  # seconds a case that did not recover in time gets to settle before the next case starts
 ROGUE_IDS = 10**12  # request ids of injected requests and chunks (the executor counts its own from 1)
 FRONT, WRIST = "/camera/front/image_raw", "/camera/wrist/image_raw/compressed"
 
@@ -616,8 +617,11 @@ def run_case(case: Case, o: Observer, p: Processes) -> CaseResult:
             result.findings.append(f"policy diagnostics not OK 3 s after recovery: {o.watch.diagnostics[-1:]}")
     for label in [d.split(" ")[0] for d in result.crashes]:
         p.restart(label)  # keep going; the crash is counted
-    if result.crashes:
-        wait_recovered(o, time.monotonic(), RESTART_RECOVERY, case.graph)
+    if result.recovered_after is None or result.crashes:
+        # Let the graph settle before the next case, so that one case's failure is not counted against the next.
+        settled = wait_recovered(o, time.monotonic(), SETTLE, case.graph)
+        late = "never" if settled is None else f"{case.deadline + settled:.1f} s after the fault"
+        result.notes.append(f"recovered {late}")
     time.sleep(0.3)  # let the case's traffic drain before the next one
     return result
 
@@ -746,7 +750,7 @@ def _mkdir(path: Path) -> Path:
 
 def _row(result: CaseResult) -> CaseResult:
     recovered = "no" if result.recovered_after is None else f"{result.recovered_after:.2f}"
-    notes = "; ".join([*(f"crashed: {c}" for c in result.crashes), *result.findings]) or ""
+    notes = "; ".join([*(f"crashed: {c}" for c in result.crashes), *result.findings, *result.notes])
     print(
         f"| {result.name} | {result.bad_inputs} | {recovered} / {result.deadline:g} | {len(result.crashes)} | "
         f"{result.unsafe} | {'pass' if result.passed else 'FAIL'} | {notes} |",
