@@ -325,7 +325,7 @@ def joint_state_cases() -> list[Case]:
         Case(
             "joint states: stamped +1e6 s", send(lambda o, k: _states(JOINTS, state(o), future), count=20), quick=True
         ),
-        Case("joint states: 2 kHz burst", send(lambda o, k: _states(JOINTS, state(o), o.now()), 1000, 0.5)),
+        Case("joint states: 2 kHz burst", send(lambda o, k: _states(JOINTS, state(o), o.now()), 1000, 0.5), quick=True),
         Case("joint states: outside the limits", send(lambda o, k: _states(JOINTS, [3.0, *state(o)[1:]], o.now()), 5)),
         Case("joint states: outage, then a state outside the limits", outage_then_spoof),
     ]
@@ -391,9 +391,9 @@ def chunk_cases() -> list[Case]:
         return _burst(1000, 1.0, send), []
 
     return [
-        Case("chunk: NaN actions", rogue(lambda o: np.full((CHUNK, 6), np.nan)), quick=True),
+        Case("chunk: NaN actions", rogue(lambda o: np.full((CHUNK, 6), np.nan))),
         Case("chunk: unknown joints", rogue(lambda o: here(o, CHUNK), joints=[*JOINTS[:5], "tail"])),
-        Case("chunk: 0 points", empty, quick=True),
+        Case("chunk: 0 points", empty),
         Case("chunk: 10,000 points", rogue(lambda o: here(o, 10_000))),
         Case("chunk: unknown request id", rogue(lambda o: here(o, CHUNK), own=False)),
         Case("chunk: first_tick 2^63-1", rogue(lambda o: here(o, CHUNK), tick_offset=2**63 - 1)),
