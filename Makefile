@@ -10,7 +10,7 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint demo train-demo eval-policy queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo train-demo eval-policy queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          the simulated arm driven by the shipped SmolVLA checkpoint through the whole graph"
@@ -18,6 +18,7 @@ help:
 	@echo "make eval-policy   a checkpoint (default: the shipped one) on 20 held-out seeds; EVAL_ARGS=... for options"
 	@echo "make test          lint, Python tests, ROS integration tests and C++ tests (sets up first)"
 	@echo "make setup         only the setup: .venv, pinned wheels, colcon build"
+	@echo "make chaos         fault injection into the running graph: bad input, floods, signals; table + JSON line"
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
 	@echo "make eval-async    sync vs async vs continuous execution in simulation"
 	@echo "make bench-model   SmolVLA latency per chunk on this machine"
@@ -45,6 +46,9 @@ test: setup
 	$(IN_ENV) python -m pytest
 	$(IN_ENV) colcon test --base-paths src --packages-select so100_driver --event-handlers console_cohesion- status- \
 	  && colcon test-result --test-result-base build/so100_driver --verbose
+
+chaos: setup
+	$(IN_ENV) smolvla_chaos
 
 demo: setup
 	$(IN_ENV) smolvla_demo

@@ -46,6 +46,7 @@ setup(
             "smolvla_eval_policy = smolvla_ros.eval_policy:main",
             "smolvla_set_instruction = smolvla_ros.set_instruction:main",
             "smolvla_episode = smolvla_ros.episode:main",
+            "smolvla_chaos = smolvla_ros.chaos:main",
         ],
     },
 )

@@ -78,8 +78,8 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
         g=g,
         control_rate=args.control_rate,
         extra={
-            # The executor's step clamp is per tick: keep the same 3 rad/s whatever the rate.
-            "executor": {"max_step": 3.0 / args.control_rate, "tick_clock": args.tick_clock},
+            # The same 3 rad/s velocity limit whatever the rate.
+            "executor": {"max_velocity": 3.0, "tick_clock": args.tick_clock},
             "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras or not expert else {"camera_rate": 0.0})},
             "policy": policy,
         },

@@ -47,9 +47,9 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
         extra={
             "robot": {"lockstep": True, "image_width": 48, "image_height": 48, "respawn_delay": -1.0, "seed": 1000},
             "policy": {"latency": 0.0},
-            # latest_only and no step clamp: the actions the executor plays after a chunk arrives are exactly that
-            # chunk's (the expert's jaw closes faster than the default gripper max_step).
-            "executor": {"aggregation": "latest_only", "max_step": 10.0},
+            # latest_only and no velocity clamp: the actions the executor plays after a chunk arrives are exactly
+            # that chunk's (the expert's jaw closes faster than the default gripper limit).
+            "executor": {"aggregation": "latest_only", "max_velocity": 100.0, "max_acceleration": 100000.0},
             "recorder": {"action_topic": TICK_TOPIC, "action_type": "joint_state"},
         },
     )
