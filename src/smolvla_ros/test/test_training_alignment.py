@@ -32,6 +32,7 @@ pytestmark = pytest.mark.ros
 CAMERAS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
 JOINTS = Topics().joint_names
 NS = 1_000_000_000
+RATE = 10.0
 
 
 def _ns(seconds: float) -> int:
@@ -42,6 +43,8 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
     options = GraphOptions(
         sim=True,
         policy="expert",
+        # 10 Hz: a loaded test machine still ticks on time (every command must be one tick of the frame rate).
+        control_rate=RATE,
         record_dir=tmp_path / "episodes",
         task="pick up the cube and place it on the green target",
         extra={
@@ -87,7 +90,7 @@ def test_recorded_samples_match_the_executors_ticks_and_the_chunks_it_played(ros
         assert response.success, response.message
         ros.spin_for(0.5)
     bag = tmp_path / "episodes" / "episode_0001"
-    episode = load_episode(bag, Topics(action=TICK_TOPIC))
+    episode = load_episode(bag, Topics(action=TICK_TOPIC), fps=RATE)
 
     frame_of = {int(t): k for k, t in enumerate(episode.times)}
     tick_times = sorted(_ns(time_to_seconds(m.header.stamp)) for m in ticks)
