@@ -18,7 +18,17 @@ pytestmark = pytest.mark.ros
 
 def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_path):
     episodes = tmp_path / "episodes"
-    argv = [find_executable("smolvla_demo"), "--episodes", "2", "--timeout", "25", "--latency", "0.3"]
+    argv = [
+        find_executable("smolvla_demo"),
+        "--policy",
+        "expert",
+        "--episodes",
+        "2",
+        "--timeout",
+        "25",
+        "--latency",
+        "0.3",
+    ]
     argv += ["--record", str(episodes), "--output-dir", str(tmp_path / "outputs")]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=150)
     out = result.stdout + result.stderr
