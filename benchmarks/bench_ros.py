@@ -42,11 +42,12 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
+from smolvla.robot_interface import SO100_JOINT_NAMES  # noqa: E402
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus  # noqa: E402
 from smolvla_ros.chunk_messages import seconds_to_time, time_to_seconds  # noqa: E402
 from smolvla_ros.launcher import Launcher, NodeSpec, find_config, find_executable  # noqa: E402
 
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 CAMERAS = ["/bench/camera0/image_raw", "/bench/camera1/image_raw", "/bench/camera2/image_raw"]
 
 

@@ -30,6 +30,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla.async_inference import AsyncActionQueue, CommandSafety, ControlLoop, ControlTick, QueueConfig, QueueStatus
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import run_node
@@ -38,7 +39,7 @@ NODE_NAME = "smolvla_executor"
 OUTPUTS = ("position", "trajectory")
 
 # Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 LOWER = [-1.91986, -1.74533, -1.69, -1.65806, -2.74385, -0.17453]
 UPPER = [1.91986, 1.74533, 1.69, 1.65806, 2.84121, 1.74533]
 

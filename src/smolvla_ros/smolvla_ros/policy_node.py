@@ -22,13 +22,14 @@ from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
 from smolvla.observation import RateLimiter
 from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
 from smolvla_ros.node_runner import run_node
 
 NODE_NAME = "smolvla_policy"
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 
 PARAMETERS: dict[str, object] = {
     "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],

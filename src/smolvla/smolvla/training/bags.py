@@ -29,12 +29,13 @@ from ..images import CompressedImage, ImageConversionError, RawImage
 from ..instruction import check_instruction
 from ..observation import order_joint_positions
 from ..recording import TASK_FILE  # the file that episode's task is in (overrides the run's task)
+from ..robot_interface import SO100_JOINT_NAMES
 
 #: Defaults: the topics this workspace's graph publishes (config/policy.yaml, config/executor.yaml, config/sim.yaml).
 DEFAULT_CAMERA_TOPICS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
 DEFAULT_JOINT_STATE_TOPIC = "/joint_states"
 DEFAULT_ACTION_TOPIC = "/forward_position_controller/commands"
-DEFAULT_JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+DEFAULT_JOINT_NAMES = SO100_JOINT_NAMES
 
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..policy import SmolVLAPolicy
+from ..robot_interface import RobotInterface
 from .bags import (
     DEFAULT_ACTION_TOPIC,
     DEFAULT_CAMERA_TOPICS,
@@ -138,9 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if len(dataset) < config.batch_size:
             raise ValueError(f"{len(dataset)} frames in all, fewer than one batch of {config.batch_size}")
+        # What the new checkpoint expects, whatever the one it starts from did: the bags hold this workspace's
+        # radians at the frames sampled here.
+        interface = RobotInterface(
+            joint_names=topics.joint_names,
+            joint_units=("radians",) * len(topics.joint_names),
+            fps=args.fps,
+            cameras=policy.camera_names,
+        )
     except (BagError, ValueError, FileNotFoundError) as error:
         print(f"smolvla-train: error: {error}", file=sys.stderr)
         return 2
+    policy.robot_interface = interface
     # The model predicts in the statistics' normalised space: they must be this data's, not the checkpoint's.
     policy.normalizer = dataset_statistics(episodes)
     args.output.mkdir(parents=True, exist_ok=True)

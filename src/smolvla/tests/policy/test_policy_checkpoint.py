@@ -12,10 +12,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from smolvla.policy import CheckpointMismatchError, SmolVLAConfig, SmolVLAPolicy
+from smolvla.policy import CheckpointMismatchError, SmolVLAConfig, SmolVLAPolicy, make_tiny_checkpoint
 from smolvla.policy.checkpoint import internal_to_published
 from smolvla.policy.modeling import SmolVLAModel
 from smolvla.policy.tiny import make_tiny_tokenizer, tiny_config
+from smolvla.robot_interface import (
+    INTERFACE_FILE,
+    SO100_JOINT_NAMES,
+    RobotInterface,
+    RobotInterfaceError,
+    so100_interface,
+)
 
 PUBLISHED_TSV = Path(__file__).parent / "data" / "smolvla_base-state-dict.tsv"
 LM_HEAD = "model.vlm_with_expert.vlm.lm_head.weight"
@@ -181,3 +188,41 @@ def test_config_validation_and_lerobot_round_trip():
             default.replace(**bad)
     with pytest.raises(ValueError, match="attention_mode"):
         SmolVLAConfig.from_lerobot_dict({**default.to_lerobot_dict(), "attention_mode": "self_attn"})
+
+
+def test_the_robot_interface_travels_with_the_checkpoint(tmp_path):
+    directory = make_tiny_checkpoint(
+        tmp_path / "lerobot_units",
+        n_cameras=2,
+        camera_names=("observation.images.wrist", "observation.images.front"),
+        units="lerobot_range",
+        fps=15.0,
+    )
+    policy = SmolVLAPolicy.from_pretrained(directory)
+    assert policy.robot_interface == RobotInterface(
+        SO100_JOINT_NAMES,
+        ("range_m100_100",) * 5 + ("range_0_100",),
+        15.0,
+        ("observation.images.wrist", "observation.images.front"),
+    )
+    assert SmolVLAPolicy.from_pretrained(policy.save_pretrained(tmp_path / "copy")).robot_interface == (
+        policy.robot_interface
+    )
+    # Saving a policy that says nothing over a directory that did must not leave the old claim behind.
+    policy.robot_interface = None
+    policy.save_pretrained(tmp_path / "copy")
+    assert not (tmp_path / "copy" / INTERFACE_FILE).exists()
+
+
+def test_a_lerobot_checkpoint_has_no_robot_interface(tmp_path):
+    assert SmolVLAPolicy.from_pretrained(make_tiny_checkpoint(tmp_path, units=None)).robot_interface is None
+
+
+def test_an_interface_that_does_not_fit_the_model_is_refused(tiny_dir, tiny_policy, tmp_path):
+    with pytest.raises(RobotInterfaceError, match=r"7 joints, but the model's state has 6"):
+        tiny_policy.robot_interface = RobotInterface((*SO100_JOINT_NAMES, "extra"), ("radians",) * 7, 30.0, ())
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dir, copy)
+    so100_interface(("observation.images.front", "observation.image2")).save(copy)
+    with pytest.raises(RobotInterfaceError, match=r"but the model's are \['observation.image', 'observation.image2'\]"):
+        SmolVLAPolicy.from_pretrained(copy)

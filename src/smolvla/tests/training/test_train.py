@@ -13,6 +13,7 @@ from rosbag_files import FRONT, WRIST, default_streams, write_bag
 from torch.utils.data import default_collate
 
 from smolvla.policy import SmolVLAPolicy, make_tiny_checkpoint
+from smolvla.robot_interface import SO100_JOINT_NAMES, RobotInterface
 from smolvla.training import EpisodeDataset, Topics, TrainConfig, Trainer, dataset_statistics, load_episode
 from smolvla.training.cli import main
 from smolvla.training.trainer import learning_rate
@@ -23,8 +24,8 @@ TASK = "pick up the cube"
 
 @pytest.fixture(scope="module")
 def tiny_two_cameras(tmp_path_factory):
-    """A tiny checkpoint with two image slots, 6 joints, chunk 10."""
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny2"), n_cameras=2, chunk_size=10, seed=1)
+    """A tiny checkpoint with two image slots, 6 joints, chunk 10, and no robot interface (as LeRobot writes)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny2"), n_cameras=2, chunk_size=10, seed=1, units=None)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,10 @@ def test_smolvla_train_writes_checkpoints_that_load_and_predict(tiny_two_cameras
     ]
     expected = dataset_statistics(episodes)
     policy = SmolVLAPolicy.from_pretrained(last)
+    # The bags' radians at the sampled frame rate, whatever the starting checkpoint said (here: nothing).
+    assert policy.robot_interface == RobotInterface(
+        SO100_JOINT_NAMES, ("radians",) * 6, 30.0, ("observation.image", "observation.image2")
+    )
     for name in ("state_mean", "state_std", "action_mean", "action_std"):
         torch.testing.assert_close(getattr(policy.normalizer, name), getattr(expected, name))
     stats = json.loads((output / "dataset_stats.json").read_text())
