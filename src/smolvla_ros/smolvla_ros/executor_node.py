@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from smolvla.async_inference import AsyncActionQueue, CommandSafety, ControlLoop, ControlTick, QueueConfig, QueueStatus
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
-from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import run_node
 
 NODE_NAME = "smolvla_executor"
@@ -230,14 +230,18 @@ class ExecutorNode(LifecycleNode):
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
-            self._request_pub.publish(
-                ChunkRequest(
-                    request_id=request.request_id,
-                    observation_tick=request.observation_tick,
-                    capture_stamp=seconds_to_time(request.capture_time),
-                    must_go=request.must_go,
-                )
+            msg = ChunkRequest(
+                request_id=request.request_id,
+                observation_tick=request.observation_tick,
+                capture_stamp=seconds_to_time(request.capture_time),
+                must_go=request.must_go,
+                delay_ticks=request.delay_ticks,
             )
+            if request.previous_actions is not None:
+                msg.previous_actions = actions_to_trajectory(
+                    request.previous_actions, self._safety.joint_names, self._period
+                )
+            self._request_pub.publish(msg)
 
     def _log_joint_state_hold(self, tick: ControlTick) -> None:
         topic = self._params["joint_state_topic"]
@@ -307,6 +311,12 @@ class ExecutorNode(LifecycleNode):
         outcome = self._queue.add_chunk(data.request_id, data.first_tick, actions, now)
         if not outcome.accepted:
             self.get_logger().info(f"chunk {msg.chunk_id} not used: {outcome.reason}")
+        elif outcome.late_seam:
+            self.get_logger().info(
+                f"chunk {msg.chunk_id} arrived later than the delay its request announced: ramped in "
+                f"(seam jump {outcome.seam_jump:.4f})",
+                throttle_duration_sec=5.0,
+            )
 
     def _on_policy_status(self, msg: PolicyStatus) -> None:
         if not msg.ok and self._queue.request_failed(msg.request_id, self._now()):
@@ -337,6 +347,10 @@ class ExecutorNode(LifecycleNode):
             ticks_without_joint_state=self._loop.ticks_without_state,
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
+            seam_jump_last=s.seam_jump_last,
+            seam_jump_mean=s.seam_jump_mean,
+            seam_jump_max=s.seam_jump_max,
+            chunks_late=s.chunks_late,
         )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)
