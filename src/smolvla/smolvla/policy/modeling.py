@@ -318,9 +318,7 @@ class ExpertCache:
 
     def detached(self) -> ExpertCache:
         """The same cache (same storage) with no autograd history: for guided steps, which write into it."""
-        return replace(
-            self, keys=[k.detach() for k in self.keys], values=[v.detach() for v in self.values]
-        )
+        return replace(self, keys=[k.detach() for k in self.keys], values=[v.detach() for v in self.values])
 
 
 class SmolVLAModel(nn.Module):

@@ -262,9 +262,9 @@ class SmolVLAPolicy:
 
         Real-time chunking (`smolvla.policy.rtc`): previous_actions (m, action_dim), raw like the actions returned,
         are the actions still to be executed before this chunk takes over, previous_actions[i] for the tick of the
-        new chunk's action i (m <= chunk_size); the first `delay` of them will be executed while this chunk is
-        computed. The chunk is then sampled with guidance toward them (weight clip `max_guidance_weight`). None or
-        m = 0: unguided sampling.
+        new chunk's action i (those past the chunk's length are ignored); the first `delay` of them will be
+        executed while this chunk is computed. The chunk is then sampled with guidance toward them (weight clip
+        `max_guidance_weight`). None or m = 0: unguided sampling.
         """
         inputs = self.prepare(images, state, instruction)
         noise = self.check_noise(noise)
@@ -282,11 +282,9 @@ class SmolVLAPolicy:
         if previous_actions is None:
             return None
         previous = torch.as_tensor(np.asarray(previous_actions, dtype=np.float32))
-        if previous.ndim != 2 or previous.shape[1] != self.action_dim or previous.shape[0] > self.chunk_size:
-            raise ValueError(
-                f"previous actions must have shape (m <= {self.chunk_size}, {self.action_dim}), "
-                f"got {tuple(previous.shape)}"
-            )
+        if previous.ndim != 2 or previous.shape[1] != self.action_dim:
+            raise ValueError(f"previous actions must have shape (m, {self.action_dim}), got {tuple(previous.shape)}")
+        previous = previous[: self.chunk_size]
         if not torch.isfinite(previous).all():
             raise ValueError("previous actions contain NaN or infinite values")
         if isinstance(delay, bool) or not isinstance(delay, int | np.integer) or delay < 0:

@@ -136,8 +136,12 @@ def test_correction_is_the_true_vector_jacobian_product(tiny_policy, case, noise
 
 def test_previous_actions_are_validated(tiny_policy, case, noise):
     images, state, instruction, _, previous = case
-    with pytest.raises(ValueError, match="previous actions must have shape"):
-        tiny_policy.predict_chunk(images, state, instruction, previous_actions=np.zeros((11, 6)))
+    # Previous actions past the chunk's length have no action of the chunk to guide: ignored.
+    longer = np.concatenate([previous, np.ones((9, 6))])
+    np.testing.assert_array_equal(
+        tiny_policy.predict_chunk(images, state, instruction, noise=noise, previous_actions=longer, delay=DELAY),
+        tiny_policy.predict_chunk(images, state, instruction, noise=noise, previous_actions=longer[:10], delay=DELAY),
+    )
     with pytest.raises(ValueError, match="previous actions must have shape"):
         tiny_policy.predict_chunk(images, state, instruction, previous_actions=np.zeros((4, 5)))
     with pytest.raises(ValueError, match="NaN"):
