@@ -264,7 +264,7 @@ class SmolVLAPolicy:
         are the actions still to be executed before this chunk takes over, previous_actions[i] for the tick of the
         new chunk's action i (those past the chunk's length are ignored); the first `delay` of them will be
         executed while this chunk is computed. The chunk is then sampled with guidance toward them (weight clip
-        `max_guidance_weight`). None or m = 0: unguided sampling.
+        `max_guidance_weight`). None, m = 0 or a weight clip of 0: unguided sampling.
         """
         inputs = self.prepare(images, state, instruction)
         noise = self.check_noise(noise)
@@ -290,7 +290,7 @@ class SmolVLAPolicy:
         if isinstance(delay, bool) or not isinstance(delay, int | np.integer) or delay < 0:
             raise ValueError(f"delay must be an integer number of ticks >= 0, got {delay!r}")
         m = previous.shape[0]
-        if m == 0:
+        if m == 0 or max_weight == 0:
             return None
         cfg = self.config
         target = torch.zeros(1, cfg.chunk_size, cfg.max_action_dim, dtype=torch.float32)
