@@ -157,7 +157,7 @@ class RobotInterface:
         if not isinstance(joints, list) or not all(
             isinstance(joint, dict) and set(joint) == {"name", "units"} for joint in joints
         ):
-            raise RobotInterfaceError(f"{source}: 'joints' must be a list of {{\"name\": ..., \"units\": ...}} objects")
+            raise RobotInterfaceError(f'{source}: \'joints\' must be a list of {{"name": ..., "units": ...}} objects')
         try:
             return cls(
                 joint_names=tuple(joint["name"] for joint in joints),
@@ -201,9 +201,7 @@ class RobotInterface:
         return cls.from_json(text, str(path))
 
 
-def so100_interface(
-    cameras: Sequence[str], *, units: str = "radians", fps: float = SO100_FPS
-) -> RobotInterface:
+def so100_interface(cameras: Sequence[str], *, units: str = "radians", fps: float = SO100_FPS) -> RobotInterface:
     """This workspace's SO-100 / SO-101: the six joints in servo order, `units` (a preset or per-joint list) and
     the given camera feature names."""
     return RobotInterface(SO100_JOINT_NAMES, parse_joint_units(units, len(SO100_JOINT_NAMES)), fps, tuple(cameras))
