@@ -25,16 +25,13 @@ import numpy as np
 
 from smolvla.images import CompressedImage, ImageConversionError, RawImage
 from smolvla.instruction import InstructionCheck, check_instruction
+from smolvla.joint_units import JointConverter
 from smolvla.observation import SampleHistory, order_joint_positions, select_samples
 from smolvla.request_worker import Dropped, RequestWorker
 
 #: predict(images per model camera slot (None = no camera), state, instruction) -> (chunk_size, action_dim) array;
 #: SmolVLAPolicy.predict_chunk fits.
 PredictFn = Callable[[list[np.ndarray | None], np.ndarray, str], np.ndarray]
-
-#: Joint units the model may expect; the robot side always speaks radians (see docs/ros-graph.md).
-JOINT_UNITS = ("radians", "degrees")
-
 
 @dataclass(frozen=True)
 class ChunkJob:
@@ -130,48 +127,48 @@ class Health:
 class PolicyRunner:
     """Chunk requests in, chunks or reasons out; see the module docstring.
 
-    predict: the model (SmolVLAPolicy.predict_chunk). n_camera_slots: the model's image slots; camera_streams
-    (1 to n_camera_slots names, in priority order) fill the first slots, the others stay empty (masked).
-    joint_names: order of the state vector and of the actions (len must equal the model's state and action size).
-    joint_units: the units the model was trained with; states are converted from and actions back to radians.
+    predict: the model (SmolVLAPolicy.predict_chunk). camera_slots: per model image slot, the stream that feeds it
+    or None for a slot left empty (masked); `smolvla.camera_mapping` says which. joint_names: order of the state
+    vector and of the actions (len must equal the model's state and action size). units: the joint units the model
+    was trained with (`smolvla.joint_units`); states are converted from radians and actions back to radians.
+    None: the model speaks radians.
     """
 
     def __init__(
         self,
         predict: PredictFn,
         *,
-        camera_streams: Sequence[str],
-        n_camera_slots: int,
+        camera_slots: Sequence[str | None],
         joint_names: Sequence[str],
         max_sample_age: float,
         instruction: str,
         on_chunk: Callable[[ChunkResult], None],
         on_no_chunk: Callable[[NoChunk], None],
-        joint_units: str = "radians",
+        units: JointConverter | None = None,
         history: int = 16,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 1 <= len(camera_streams) <= n_camera_slots:
-            raise ValueError(
-                f"give 1 to {n_camera_slots} camera streams (the model's slots), got {len(camera_streams)}"
-            )
-        if len(set(camera_streams)) != len(camera_streams):
-            raise ValueError(f"camera streams repeat: {list(camera_streams)}")
+        streams = [stream for stream in camera_slots if stream is not None]
+        if not streams:
+            raise ValueError(f"at least one camera slot needs a stream, got {list(camera_slots)}")
+        if len(set(streams)) != len(streams):
+            raise ValueError(f"camera streams repeat: {streams}")
         if not joint_names or len(set(joint_names)) != len(joint_names):
             raise ValueError(f"joint names must be unique and not empty, got {list(joint_names)}")
         if not (math.isfinite(max_sample_age) and max_sample_age > 0):
             raise ValueError(f"max_sample_age must be a positive number of seconds, got {max_sample_age}")
-        if joint_units not in JOINT_UNITS:
-            raise ValueError(f"joint_units must be one of {JOINT_UNITS}, got {joint_units!r}")
+        units = units or JointConverter(joint_names, ("radians",) * len(joint_names))
+        if units.joint_names != tuple(joint_names):
+            raise ValueError(f"the unit conversion is for joints {list(units.joint_names)}, not {list(joint_names)}")
         check = check_instruction(instruction)
         if not check.accepted:
             raise ValueError(f"default instruction refused: {check.message}")
         self._predict = predict
-        self.camera_streams = tuple(camera_streams)
-        self.n_camera_slots = n_camera_slots
+        self.camera_slots = tuple(camera_slots)
+        self.camera_streams = tuple(streams)
         self.joint_names = tuple(joint_names)
         self.max_sample_age = max_sample_age
-        self.joint_units = joint_units
+        self.units = units
         self._clock = clock
         self._on_chunk = on_chunk
         self._on_no_chunk = on_no_chunk
@@ -243,7 +240,7 @@ class PolicyRunner:
         if not selection.ok:
             self._answer(NoChunk(request_id, NoChunkKind.INPUT, selection.describe(), instruction))
             return
-        slots = list(self.camera_streams) + [None] * (self.n_camera_slots - len(self.camera_streams))
+        slots = self.camera_slots
         job = ChunkJob(
             request_id=request_id,
             observation_tick=observation_tick,
@@ -277,7 +274,7 @@ class PolicyRunner:
                     images.append(None if image is None else image.to_rgb())
                 except ImageConversionError as error:
                     raise _ImageError(stream, error) from error
-            state = job.state if self.joint_units == "radians" else np.degrees(job.state)
+            state = self.units.to_policy(job.state)
             model_start = time.perf_counter()
             raw = self._predict(images, state.astype(np.float32), job.instruction)
             model_seconds = time.perf_counter() - model_start
@@ -288,8 +285,7 @@ class PolicyRunner:
                 )
             if not np.all(np.isfinite(actions)):
                 raise ValueError("model returned non-finite actions")
-            if self.joint_units == "degrees":
-                actions = np.radians(actions)
+            actions = self.units.to_radians(actions)
         finally:
             with self._lock:
                 self.stats.computing = False

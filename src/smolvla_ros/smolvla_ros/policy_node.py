@@ -18,6 +18,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from smolvla.deployment import DeploymentError, prepare_deployment
 from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
 from smolvla.observation import RateLimiter
@@ -35,7 +36,9 @@ PARAMETERS: dict[str, object] = {
     "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
     "joint_state_topic": "/joint_states",
     "joint_names": JOINTS,
-    "joint_units": "radians",
+    "joint_units": "",
+    "fps": 0.0,
+    "calibration_file": "",
     "checkpoint": "",
     "device": "cpu",
     "dtype": "float32",
@@ -45,7 +48,6 @@ PARAMETERS: dict[str, object] = {
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
     "sample_history": 16,
-    "control_rate": 30.0,
     "chunk_request_topic": "/smolvla/chunk_request",
     "action_chunk_topic": "/smolvla/action_chunk",
     "policy_status_topic": "/smolvla/policy_status",
@@ -74,15 +76,24 @@ class PolicyNode(Node):
         for name, default in PARAMETERS.items():
             self.declare_parameter(name, default)
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        cameras = list(p["camera_topics"])
-        if not 1 <= len(cameras) <= 3:
-            raise ConfigurationError(f"camera_topics must list 1 to 3 topics, got {cameras}")
         if not p["checkpoint"]:
             raise ConfigurationError("set the checkpoint parameter: a Hugging Face hub id or a local directory")
-        if not p["control_rate"] > 0:
-            raise ConfigurationError(f"control_rate must be positive, got {p['control_rate']}")
-        self.control_period = 1.0 / p["control_rate"]
-        self.joint_names = list(p["joint_names"])
+        if not (p["fps"] >= 0):
+            raise ConfigurationError(f"fps must be positive (or 0: the checkpoint's), got {p['fps']}")
+        # Units, rate and cameras are settled before the weights load: a refusal comes in seconds.
+        try:
+            deployment = prepare_deployment(
+                p["checkpoint"],
+                camera_topics=list(p["camera_topics"]),
+                joint_names=list(p["joint_names"]),
+                joint_units=p["joint_units"],
+                fps=p["fps"],
+                calibration_file=p["calibration_file"],
+            )
+        except DeploymentError as error:
+            raise ConfigurationError(str(error)) from None
+        self.control_period = deployment.interface.period
+        self.joint_names = list(deployment.interface.joint_names)
         self._closing = False
         self._chunk_id = 0
         self._chunk_lock = threading.Lock()
@@ -95,41 +106,34 @@ class PolicyNode(Node):
 
             torch.set_num_threads(p["torch_threads"])
 
+        self.get_logger().info(f"checkpoint {p['checkpoint']}: {deployment.describe()}")
         self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({p['dtype']})")
         policy = SmolVLAPolicy.from_pretrained(
-            p["checkpoint"], device=p["device"], dtype=p["dtype"], compile=p["compile"]
+            deployment.directory, device=p["device"], dtype=p["dtype"], compile=p["compile"]
         )
-        if policy.state_dim != len(self.joint_names) or policy.action_dim != len(self.joint_names):
-            raise ConfigurationError(
-                f"checkpoint has state size {policy.state_dim} and action size {policy.action_dim}, "
-                f"but {len(self.joint_names)} joint_names are configured"
-            )
-        if len(cameras) > len(policy.camera_names):
-            raise ConfigurationError(f"{len(cameras)} camera topics for a model with {len(policy.camera_names)} slots")
         if p["warmup"]:
             self._warm_up(policy)
         self.runner = PolicyRunner(
             policy.predict_chunk,
-            camera_streams=cameras,
-            n_camera_slots=len(policy.camera_names),
+            camera_slots=deployment.cameras.topics,
             joint_names=self.joint_names,
             max_sample_age=p["max_sample_age"],
             instruction=p["instruction"],
             on_chunk=self._publish_chunk,
             on_no_chunk=self._publish_no_chunk,
-            joint_units=p["joint_units"],
+            units=deployment.units,
             history=p["sample_history"],
         )
-        slots = ", ".join(f"{slot} <- {topic}" for slot, topic in zip(policy.camera_names, cameras, strict=False))
         self.get_logger().info(
-            f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), cameras {slots}, "
-            f"instruction {self.runner.instruction!r}"
+            f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), chunks at "
+            f"{deployment.interface.fps:g} Hz (the executor's control_rate must match), instruction "
+            f"{self.runner.instruction!r}"
         )
 
         self._chunk_pub = self.create_publisher(ActionChunk, p["action_chunk_topic"], 10)
         self._status_pub = self.create_publisher(PolicyStatus, p["policy_status_topic"], 10)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        for topic in cameras:
+        for topic in deployment.cameras.streams:
             if topic.rstrip("/").endswith("/compressed"):
                 self.create_subscription(
                     CompressedImage, topic, lambda msg, t=topic: self._on_compressed(t, msg), qos_profile_sensor_data

@@ -248,18 +248,21 @@ class SmolVLAPolicy:
         state: np.ndarray,
         instruction: str,
         noise: Tensor | None = None,
+        *,
+        padded_dims: str = "flow_to_zero",
     ) -> np.ndarray:
         """Actions (chunk_size, action_dim), float32, un-normalised, for one observation.
 
         images: HxWx3 uint8 RGB of any size, one per camera slot in `camera_names` order, None for a missing
         camera (masked; at least one must be present). state: (state_dim,) raw joint state. Deterministic for a
-        given `noise` of shape (chunk_size, max_action_dim).
+        given `noise` of shape (chunk_size, max_action_dim). padded_dims: how the padded action dims are integrated
+        (`SmolVLAModel.integrate`; "model" only to compare with LeRobot 0.4.4).
         """
         inputs = self.prepare(images, state, instruction)
         noise = self.check_noise(noise)
         with self._lock, torch.inference_mode():
             prefix = self.model.embed_prefix(*inputs)
-            x = self.model.sample_actions(prefix, noise)
+            x = self.model.sample_actions(prefix, noise, padded_dims=padded_dims)
         actions = self.normalizer.unnormalize_action(x[0, :, : self.action_dim].float().cpu())
         return actions.numpy().astype(np.float32, copy=False)
 
