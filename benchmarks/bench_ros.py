@@ -220,15 +220,15 @@ def measure_jitter(args, workdir: Path, log) -> dict:
 def measure_overhead(args, workdir: Path, log) -> dict:
     """Request -> chunk round trip minus model time, for 1 and 3 cameras of 512x512.
 
-    The policy gets a long maximum sample age and history here: this measures the cost of serving a request,
-    not whether a loaded machine delivers every frame in time (requests without a chunk are counted apart).
+    The policy gets a long maximum sample age (its history spans it too) here: this measures the cost of serving a
+    request, not whether a loaded machine delivers every frame in time (requests without a chunk are counted apart).
     """
     result = {}
     for cameras in (1, 3):
         checkpoint = build_checkpoint("tiny", workdir, cameras=cameras)
         bench = Bench()
         bench.set_cameras(cameras, 512)
-        spec = policy_spec(checkpoint, cameras, max_sample_age=10.0, sample_history=64)
+        spec = policy_spec(checkpoint, cameras, max_sample_age=10.0)
         try:
             with Launcher([spec], output=log):
                 bench.spin_until(lambda b=bench: b.node.count_publishers("/smolvla/policy_status") > 0, 120, "policy")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Hashable, Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 import numpy as np
 
@@ -30,28 +31,71 @@ class Sample(Generic[T]):
     value: T
 
 
-class SampleHistory(Generic[T]):
-    """The most recent samples of one input stream, ordered by stamp, at most `capacity` of them.
+class RejectedSampleError(ValueError):
+    """A sample SampleHistory.add() did not keep: stamped in the future beyond the tolerance, before the kept span,
+    or not a finite time."""
 
-    A short history rather than only the latest sample: a request's capture time usually lies a little before the
-    newest frame, and cameras deliver out of order across transports.
+
+class SampleHistory(Generic[T]):
+    """The samples of one input stream from the last `span` seconds, ordered by stamp.
+
+    A time span rather than a count, so that what a request can find does not depend on the sensor rate: a request
+    whose capture time lies up to `span` seconds before the newest sample still finds its sample, whether the stream
+    runs at 10 Hz or 1 kHz. The span is measured back from the newest kept stamp, not from the local clock, so a
+    sensor whose clock runs behind keeps working; a sample stamped more than `future_tolerance` seconds after the
+    local clock is refused instead (counted in `rejected`), so one bad stamp can never push the real samples out.
+    `max_samples` bounds memory under floods: beyond it the oldest samples go, which shortens the span only at rates
+    above max_samples / span.
     """
 
-    def __init__(self, name: str, capacity: int = 16) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+    def __init__(
+        self,
+        name: str,
+        span: float,
+        *,
+        future_tolerance: float = 0.5,
+        max_samples: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not (math.isfinite(span) and span > 0):
+            raise ValueError(f"span must be a positive number of seconds, got {span}")
+        if not (math.isfinite(future_tolerance) and future_tolerance >= 0):
+            raise ValueError(f"future_tolerance must be >= 0 seconds, got {future_tolerance}")
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be at least 1, got {max_samples}")
         self.name = name
-        self.capacity = capacity
+        self.span = span
+        self.future_tolerance = future_tolerance
+        self.max_samples = max_samples
+        self._clock = clock
         self._lock = threading.Lock()
         self._stamps: list[float] = []
         self._samples: list[Sample[T]] = []
+        self._rejected = {"future": 0, "too old": 0, "not finite": 0}
+        self._last_rejection: tuple[float, str] | None = None
 
     def add(self, stamp: float, value: T) -> None:
-        """Insert a sample in stamp order (a sample with an already present stamp replaces it); drops the oldest
-        beyond capacity. Raises ValueError for a non-finite stamp."""
-        if not math.isfinite(stamp):
-            raise ValueError(f"{self.name}: sample stamp must be finite, got {stamp}")
+        """Insert a sample in stamp order (a sample with an already present stamp replaces it) and forget those more
+        than `span` seconds older than the newest. Raises RejectedSampleError, and counts it, for a stamp that is not
+        finite, lies more than future_tolerance seconds ahead of the clock, or before the kept span."""
         with self._lock:
+            now = self._clock()
+            if not math.isfinite(stamp):
+                self._reject(now, "not finite", f"sample stamp must be finite, got {stamp}")
+            if stamp - now > self.future_tolerance:
+                self._reject(
+                    now,
+                    "future",
+                    f"sample stamped {stamp - now:.3f} s in the future (tolerance {self.future_tolerance:.3f} s; "
+                    f"clocks out of sync?)",
+                )
+            if self._stamps and stamp < self._stamps[-1] - self.span:
+                self._reject(
+                    now,
+                    "too old",
+                    f"sample stamped {self._stamps[-1] - stamp:.3f} s before the newest one, outside the kept span "
+                    f"of {self.span:.3f} s",
+                )
             index = bisect.bisect_left(self._stamps, stamp)
             sample = Sample(stamp, value)
             if index < len(self._stamps) and self._stamps[index] == stamp:
@@ -59,10 +103,28 @@ class SampleHistory(Generic[T]):
             else:
                 self._stamps.insert(index, stamp)
                 self._samples.insert(index, sample)
-            excess = len(self._stamps) - self.capacity
-            if excess > 0:
-                del self._stamps[:excess]
-                del self._samples[:excess]
+            expired = max(
+                bisect.bisect_left(self._stamps, self._stamps[-1] - self.span), len(self._stamps) - self.max_samples
+            )
+            if expired > 0:
+                del self._stamps[:expired]
+                del self._samples[:expired]
+
+    def _reject(self, now: float, reason: str, message: str) -> NoReturn:
+        self._rejected[reason] += 1
+        self._last_rejection = (now, message)
+        raise RejectedSampleError(f"{self.name}: {message}")
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Samples refused so far, by reason: "future", "too old", "not finite"."""
+        with self._lock:
+            return dict(self._rejected)
+
+    def last_rejection(self) -> tuple[float, str] | None:
+        """(clock time, reason) of the most recent refused sample, or None."""
+        with self._lock:
+            return self._last_rejection
 
     def latest(self) -> Sample[T] | None:
         """The sample with the newest stamp, or None before the first one."""
@@ -129,11 +191,16 @@ def select_samples(histories: Sequence[SampleHistory[T]], capture_time: float, m
             if oldest is None:
                 problems.append(InputProblem(history.name, "no sample received yet"))
             else:
+                newest = history.latest()
+                if newest is not None and newest.stamp - oldest >= 0.9 * history.span:
+                    cause = f"the request arrived more than the kept {history.span:.3f} s late, or clocks are off"
+                else:
+                    cause = "the stream has no sample that early yet, or clocks are out of sync"
                 problems.append(
                     InputProblem(
                         history.name,
                         f"no sample at or before the capture time (the oldest kept one is "
-                        f"{oldest - capture_time:.3f} s later; clocks out of sync?)",
+                        f"{oldest - capture_time:.3f} s later; {cause})",
                     )
                 )
             continue

@@ -18,20 +18,39 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
+from smolvla.health import Health, OutcomeStats, ServingHealth
 from smolvla.images import CompressedImage, ImageConversionError, RawImage
 from smolvla.instruction import InstructionCheck, check_instruction
 from smolvla.joint_units import JointConverter
 from smolvla.observation import SampleHistory, order_joint_positions, select_samples
-from smolvla.request_worker import Dropped, RequestWorker
+from smolvla.request_worker import Dropped, DropReason, RequestWorker
 
 #: predict(images per model camera slot (None = no camera), state, instruction) -> (chunk_size, action_dim) array;
 #: SmolVLAPolicy.predict_chunk fits.
 PredictFn = Callable[[list[np.ndarray | None], np.ndarray, str], np.ndarray]
+
+#: Largest observation tick a request may carry: first_tick = tick + 1 and the ticks of a chunk's points must stay
+#: within the int64 of ActionChunk.first_tick. No run reaches it (2^62 ticks at 1 kHz are 146 million years).
+MAX_OBSERVATION_TICK = 2**62
+
+#: Samples kept at most per input, whatever the span: a flood cannot exhaust memory. Cameras: 200 frames per second
+#: over the default span; joint states: 2 kHz.
+MAX_CAMERA_SAMPLES = 256
+MAX_JOINT_SAMPLES = 4096
+
+
+def invalid_request(observation_tick: int, capture_time: float) -> str | None:
+    """Why a chunk request with these fields cannot be served (a tick outside 0..MAX_OBSERVATION_TICK, a capture
+    time that is not a positive finite time), or None."""
+    if not (math.isfinite(capture_time) and capture_time > 0) or not 0 <= observation_tick <= MAX_OBSERVATION_TICK:
+        return f"invalid request: capture time {capture_time}, observation tick {observation_tick}"
+    return None
+
 
 @dataclass(frozen=True)
 class ChunkJob:
@@ -94,36 +113,6 @@ class _ImageError(Exception):
         self.stream = stream
 
 
-@dataclass
-class RunnerStats:
-    """Counters for diagnostics: requests handled, chunks produced, requests without a chunk by kind."""
-
-    requests: int = 0
-    chunks: int = 0
-    no_chunk: dict[str, int] = field(default_factory=lambda: {kind.name.lower(): 0 for kind in NoChunkKind})
-    last_model_seconds: float | None = None
-    last_no_chunk: str = ""
-    last_failed: bool = False  # the most recent outcome was a model failure
-    computing: bool = False
-
-
-class Level(IntEnum):
-    """Health levels, numbered as diagnostic_msgs/DiagnosticStatus does."""
-
-    OK = 0
-    WARN = 1
-    ERROR = 2
-
-
-@dataclass(frozen=True)
-class Health:
-    """One diagnostics report: level, a one-line message and key/value details."""
-
-    level: Level
-    message: str
-    values: tuple[tuple[str, str], ...]
-
-
 class PolicyRunner:
     """Chunk requests in, chunks or reasons out; see the module docstring.
 
@@ -132,6 +121,9 @@ class PolicyRunner:
     vector and of the actions (len must equal the model's state and action size). units: the joint units the model
     was trained with (`smolvla.joint_units`); states are converted from radians and actions back to radians.
     None: the model speaks radians.
+    Each input keeps the samples of the last max_sample_age + max_request_delay seconds (a request handled up to
+    max_request_delay seconds after its capture time still finds its samples, at any sensor rate); samples stamped
+    more than future_tolerance seconds ahead of `clock` are refused and counted.
     """
 
     def __init__(
@@ -145,7 +137,8 @@ class PolicyRunner:
         on_chunk: Callable[[ChunkResult], None],
         on_no_chunk: Callable[[NoChunk], None],
         units: JointConverter | None = None,
-        history: int = 16,
+        max_request_delay: float = 1.0,
+        future_tolerance: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         streams = [stream for stream in camera_slots if stream is not None]
@@ -157,6 +150,8 @@ class PolicyRunner:
             raise ValueError(f"joint names must be unique and not empty, got {list(joint_names)}")
         if not (math.isfinite(max_sample_age) and max_sample_age > 0):
             raise ValueError(f"max_sample_age must be a positive number of seconds, got {max_sample_age}")
+        if not (math.isfinite(max_request_delay) and max_request_delay >= 0):
+            raise ValueError(f"max_request_delay must be >= 0 seconds, got {max_request_delay}")
         units = units or JointConverter(joint_names, ("radians",) * len(joint_names))
         if units.joint_names != tuple(joint_names):
             raise ValueError(f"the unit conversion is for joints {list(units.joint_names)}, not {list(joint_names)}")
@@ -172,28 +167,49 @@ class PolicyRunner:
         self._clock = clock
         self._on_chunk = on_chunk
         self._on_no_chunk = on_no_chunk
-        self._cameras = {name: SampleHistory(name, history) for name in self.camera_streams}
-        self._joints: SampleHistory[np.ndarray] = SampleHistory("joint states", history)
+        span = max_sample_age + max_request_delay
+        self._cameras = {
+            name: SampleHistory(
+                name, span, future_tolerance=future_tolerance, max_samples=MAX_CAMERA_SAMPLES, clock=clock
+            )
+            for name in self.camera_streams
+        }
+        self._joints: SampleHistory[np.ndarray] = SampleHistory(
+            "joint states", span, future_tolerance=future_tolerance, max_samples=MAX_JOINT_SAMPLES, clock=clock
+        )
         self._lock = threading.Lock()
         self._instruction = check.instruction
-        self.stats = RunnerStats()
+        self._health = ServingHealth(
+            (kind.name.lower() for kind in NoChunkKind),
+            [*self._cameras.values(), self._joints],
+            max_sample_age,
+            clock=clock,
+        )
         self._worker: RequestWorker[ChunkJob, ChunkResult] = RequestWorker(
             self._compute,
             on_result=self._finished,
             on_failure=self._failed,
             on_dropped=self._dropped,
+            must_go=lambda job: job.must_go,
             name="policy-worker",
         )
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
     def add_image(self, stream: str, stamp: float, image: RawImage | CompressedImage) -> None:
-        """Keep a camera frame (undecoded) with its capture stamp in seconds."""
+        """Keep a camera frame (undecoded) with its capture stamp in seconds; raises ValueError (with the reason,
+        counted in the diagnostics) for a stamp that is not finite, in the future or outside the kept span."""
         self._cameras[stream].add(stamp, image)
 
     def add_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float]) -> None:
-        """Keep a joint state; raises ValueError (with the reason) when it lacks a joint or has bad values."""
+        """Keep a joint state; raises ValueError (with the reason) when it lacks a joint, has bad values or a stamp
+        add_image would refuse."""
         self._joints.add(stamp, order_joint_positions(names, positions, self.joint_names))
+
+    @property
+    def stats(self) -> OutcomeStats:
+        """Counters of the requests handled so far."""
+        return self._health.stats
 
     @property
     def instruction(self) -> str:
@@ -211,29 +227,17 @@ class PolicyRunner:
 
     def input_ages(self, now: float | None = None) -> dict[str, float | None]:
         """Seconds since the newest sample of each input (None: nothing received yet)."""
-        now = self._clock() if now is None else now
-        ages: dict[str, float | None] = {}
-        for history in (*self._cameras.values(), self._joints):
-            latest = history.latest()
-            ages[history.name] = None if latest is None else now - latest.stamp
-        return ages
+        return self._health.input_ages(now)
 
     # -- requests --------------------------------------------------------------------------------------------------
 
     def request(self, request_id: int, observation_tick: int, capture_time: float, must_go: bool = False) -> None:
         """Handle a chunk request: answered later through on_chunk/on_no_chunk (possibly before this returns)."""
         instruction = self.instruction
-        with self._lock:
-            self.stats.requests += 1
-        if not (math.isfinite(capture_time) and capture_time > 0) or observation_tick < 0:
-            self._answer(
-                NoChunk(
-                    request_id,
-                    NoChunkKind.INVALID,
-                    f"invalid request: capture time {capture_time}, observation tick {observation_tick}",
-                    instruction,
-                )
-            )
+        self._health.requested()
+        invalid = invalid_request(observation_tick, capture_time)
+        if invalid:
+            self._answer(NoChunk(request_id, NoChunkKind.INVALID, invalid, instruction))
             return
         histories = [*self._cameras.values(), self._joints]
         selection = select_samples(histories, capture_time, self.max_sample_age)
@@ -265,8 +269,7 @@ class PolicyRunner:
 
     def _compute(self, job: ChunkJob) -> ChunkResult:
         start = time.perf_counter()
-        with self._lock:
-            self.stats.computing = True
+        self._health.set_computing(True)
         try:
             images: list[np.ndarray | None] = []
             for stream, image in zip(job.image_streams, job.images, strict=True):
@@ -287,15 +290,11 @@ class PolicyRunner:
                 raise ValueError("model returned non-finite actions")
             actions = self.units.to_radians(actions)
         finally:
-            with self._lock:
-                self.stats.computing = False
+            self._health.set_computing(False)
         return ChunkResult(job, actions, model_seconds, time.perf_counter() - start)
 
     def _finished(self, job: ChunkJob, result: ChunkResult, seconds: float) -> None:
-        with self._lock:
-            self.stats.chunks += 1
-            self.stats.last_model_seconds = result.model_seconds
-            self.stats.last_failed = False
+        self._health.chunk(result.model_seconds)
         self._on_chunk(result)
 
     def _failed(self, job: ChunkJob, error: Exception, seconds: float) -> None:
@@ -307,46 +306,26 @@ class PolicyRunner:
 
     def _dropped(self, dropped: Dropped[ChunkJob]) -> None:
         job = dropped.request
-        if dropped.newer is not None:
+        if dropped.reason is DropReason.SUPERSEDED:
             kind, reason = NoChunkKind.SUPERSEDED, f"superseded by request {dropped.newer.request_id}"
+        elif dropped.reason is DropReason.MUST_GO_FIRST:
+            kind = NoChunkKind.SUPERSEDED
+            reason = f"not computed: must-go request {dropped.newer.request_id} was waiting and goes first"
         else:
             kind, reason = NoChunkKind.SHUTDOWN, "policy shutting down"
         self._answer(NoChunk(job.request_id, kind, reason, job.instruction))
 
     def _answer(self, outcome: NoChunk) -> None:
-        with self._lock:
-            self.stats.no_chunk[outcome.kind.name.lower()] += 1
-            self.stats.last_no_chunk = f"request {outcome.request_id}: {outcome.reason}"
-            if outcome.kind is not NoChunkKind.SUPERSEDED:
-                self.stats.last_failed = outcome.kind is NoChunkKind.FAILED
+        self._health.no_chunk(
+            outcome.kind.name.lower(),
+            f"request {outcome.request_id}: {outcome.reason}",
+            counts_as_failure=outcome.kind not in (NoChunkKind.SUPERSEDED, NoChunkKind.SHUTDOWN),
+            model_failure=outcome.kind is NoChunkKind.FAILED,
+        )
         self._on_no_chunk(outcome)
 
     # -- diagnostics -----------------------------------------------------------------------------------------------
 
     def health(self, now: float | None = None) -> Health:
-        """ERROR after a model failure (until the next chunk), WARN while an input is missing or older than the
-        maximum sample age, else OK; with input ages, counters and the last model time."""
-        ages = self.input_ages(now)
-        with self._lock:
-            stats = self.stats
-            model_time = "none" if stats.last_model_seconds is None else f"{stats.last_model_seconds:.4f}"
-            values = [
-                ("state", "computing" if stats.computing else "idle"),
-                ("instruction", self._instruction),
-                ("requests", str(stats.requests)),
-                ("chunks", str(stats.chunks)),
-                *((f"no chunk: {kind}", str(count)) for kind, count in stats.no_chunk.items()),
-                ("last model time [s]", model_time),
-                ("last request without chunk", stats.last_no_chunk or "none"),
-            ]
-            failed = stats.last_failed
-            last = stats.last_no_chunk
-        values += [
-            (f"age of {name} [s]", "never received" if age is None else f"{age:.3f}") for name, age in ages.items()
-        ]
-        stale = [name for name, age in ages.items() if age is None or age > self.max_sample_age]
-        if failed:
-            return Health(Level.ERROR, f"model failing: {last}", tuple(values))
-        if stale:
-            return Health(Level.WARN, f"stale or missing input: {', '.join(stale)}", tuple(values))
-        return Health(Level.OK, "ready", tuple(values))
+        """What the runner can do now (see smolvla.health.ServingHealth), with the instruction in the values."""
+        return self._health.report(now, extra=[("instruction", self.instruction)])

@@ -7,6 +7,10 @@ request is kept, an older waiting one is answered as superseded at once (its obs
 newer request serves the same executor). Every submitted request gets exactly one outcome through the callbacks:
 a result, a failure, or a drop (superseded, or the worker shut down before computing it).
 
+Must-go requests (the executor's queue runs dry before a later chunk could arrive) are never skipped for an
+optional one: while a must-go request waits, a newer request that is not must-go is dropped instead of it. A newer
+must-go request replaces a waiting one as usual (it serves the same need from a fresher observation).
+
 Used by the policy node (the model) and the expert node (a scripted policy behind the same interface).
 """
 
@@ -31,11 +35,13 @@ class DropReason(str, Enum):
 
     SUPERSEDED = "superseded"  # a newer request arrived while this one was waiting
     SHUTDOWN = "shutdown"  # the worker was closed while this one was waiting
+    MUST_GO_FIRST = "must-go first"  # a must-go request was waiting; this newer, optional one was not taken
 
 
 @dataclass(frozen=True)
 class Dropped(Generic[RequestT]):
-    """A request that was not computed; `newer` is the request that replaced it (SUPERSEDED only)."""
+    """A request that was not computed; `newer` is the request computed in its place (SUPERSEDED: the newer one
+    that replaced it; MUST_GO_FIRST: the waiting must-go request)."""
 
     request: RequestT
     reason: DropReason
@@ -45,6 +51,8 @@ class Dropped(Generic[RequestT]):
         """A short human-readable reason, e.g. for a status message."""
         if self.reason is DropReason.SUPERSEDED:
             return "superseded by a newer request before computation started"
+        if self.reason is DropReason.MUST_GO_FIRST:
+            return "not computed: a must-go request was waiting and goes first"
         return "worker shut down before computation started"
 
 
@@ -59,6 +67,7 @@ class RequestWorker(Generic[RequestT, ResultT]):
       on_result(request, result, seconds): the computation returned; seconds = its wall time.
       on_failure(request, error, seconds): the computation raised an Exception.
       on_dropped(dropped): the request was never computed (see Dropped).
+    must_go(request): whether a request must not be skipped (None: no request is must-go).
     on_result and on_failure run on the worker thread; on_dropped runs on the thread that called submit() or
     close(). An exception raised by a callback is logged and does not stop the worker.
     """
@@ -70,12 +79,14 @@ class RequestWorker(Generic[RequestT, ResultT]):
         on_result: Callable[[RequestT, ResultT, float], None] | None = None,
         on_failure: Callable[[RequestT, Exception, float], None] | None = None,
         on_dropped: Callable[[Dropped[RequestT]], None] | None = None,
+        must_go: Callable[[RequestT], bool] | None = None,
         name: str = "request-worker",
     ) -> None:
         self._compute = compute
         self._on_result = on_result
         self._on_failure = on_failure
         self._on_dropped = on_dropped
+        self._must_go = must_go or (lambda request: False)
         self._cond = threading.Condition()
         self._pending: RequestT | None = None
         self._has_pending = False  # a request may legitimately be None-like; track presence separately
@@ -93,14 +104,19 @@ class RequestWorker(Generic[RequestT, ResultT]):
             return self._running or self._has_pending
 
     def submit(self, request: RequestT) -> None:
-        """Queue a request. A request already waiting (not yet started) is dropped as superseded by this one.
+        """Queue a request. A request already waiting (not yet started) is dropped as superseded by this one, unless
+        it is must-go and this one is not: then this one is dropped (MUST_GO_FIRST).
 
         Raises WorkerClosedError after close().
         """
         with self._cond:
             if self._closed:
                 raise WorkerClosedError("the request worker is closed")
-            replaced = Dropped(self._pending, DropReason.SUPERSEDED, request) if self._has_pending else None
+            if self._has_pending and self._must_go(self._pending) and not self._must_go(request):
+                replaced = Dropped(request, DropReason.MUST_GO_FIRST, self._pending)
+                request = self._pending
+            else:
+                replaced = Dropped(self._pending, DropReason.SUPERSEDED, request) if self._has_pending else None
             self._pending = request
             self._has_pending = True
             self._cond.notify_all()

@@ -4,7 +4,8 @@ Answers /smolvla/chunk_request with /smolvla/action_chunk and /smolvla/policy_st
 through the same RequestWorker (one computation in flight, newest pending request wins). The observation is the
 latest /joint_states and /so101_sim/scene sample stamped at or before the request's capture time. `latency` adds an
 artificial delay so that the expert's answers take as long as the model's: the chunk is published `latency`
-seconds after the request arrived (or as soon as computed, when that takes longer).
+seconds after the request arrived (or as soon as computed, when that takes longer). /diagnostics says what the
+node can do (smolvla.health.ServingHealth), as the policy node's does.
 """
 
 from __future__ import annotations
@@ -14,20 +15,26 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
+from smolvla.health import ServingHealth
 from smolvla.instruction import check_instruction
-from smolvla.observation import SampleHistory, order_joint_positions, select_samples
-from smolvla.request_worker import Dropped, RequestWorker
+from smolvla.observation import RateLimiter, SampleHistory, order_joint_positions, select_samples
+from smolvla.parameters import Check, integer, number, text
+from smolvla.policy_runner import invalid_request
+from smolvla.request_worker import Dropped, DropReason, RequestWorker
 from smolvla.sim.expert import ExpertObservation, ExpertParams, PickPlaceExpert
 from smolvla.sim.scene import JOINT_NAMES, SceneOptions, build_model
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
 from smolvla_ros.node_runner import run_node
+from smolvla_ros.parameters import declare_checked
 
 _DEFAULTS: dict[str, object] = {
     "control_rate": 30.0,
@@ -38,11 +45,29 @@ _DEFAULTS: dict[str, object] = {
     "latency_compensation": False,
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
+    # Inputs keep max_sample_age + max_request_delay seconds of samples (a request may wait this long in the
+    # worker); samples stamped further than future_stamp_tolerance ahead of the clock are refused.
+    "max_request_delay": 5.0,
+    "future_stamp_tolerance": 0.5,
+    "diagnostics_rate": 1.0,
 }
 
 
-#: Samples kept per input: 5 s at the simulated arm's 100 Hz, longer than any latency a request may wait.
-_HISTORY = 512
+def _instruction_problem(value: str) -> str | None:
+    check = check_instruction(value)
+    return None if check.accepted else check.message
+
+
+_CHECKS: dict[str, Check] = {
+    "control_rate": number(above=0.0, high=1000.0),
+    "chunk_size": integer(1, 1000),
+    "latency": number(0.0, 60.0),
+    "instruction": text(_instruction_problem),
+    "max_sample_age": number(above=0.0, high=60.0),
+    "max_request_delay": number(0.0, 60.0),
+    "future_stamp_tolerance": number(0.0, 60.0),
+    "diagnostics_rate": number(0.0, 100.0),
+}
 
 
 class ObservationUnavailableError(RuntimeError):
@@ -60,25 +85,29 @@ class ExpertPolicyNode(Node):
 
     def __init__(self) -> None:
         super().__init__("expert_policy")
-        for name, default in _DEFAULTS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in _DEFAULTS}
+        p = declare_checked(
+            self,
+            _DEFAULTS,
+            _CHECKS,
+            live={"instruction": self._apply_instruction, "latency": self._apply_latency},
+        )
         p["latency"] = float(p["latency"])
-        if not (p["control_rate"] > 0 and int(p["chunk_size"]) >= 1 and p["latency"] >= 0):
-            raise ValueError("control_rate must be positive, chunk_size >= 1, latency >= 0")
-        checked = check_instruction(p["instruction"])
-        if not checked.accepted:
-            raise ValueError(f"instruction parameter: {checked.message}")
         self._p = p
-        self._instruction = checked.instruction
+        self._instruction = check_instruction(p["instruction"]).instruction
+        self._log_limiter = RateLimiter(5.0)
         self._dt = 1.0 / float(p["control_rate"])
         self._expert = PickPlaceExpert(
             build_model(SceneOptions(visual_cell_size=0.0)), ExpertParams(control_period=self._dt)
         )
         self._chunk_id = 0
-        self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", capacity=_HISTORY)
+        span = p["max_sample_age"] + p["max_request_delay"]
+        tolerance = p["future_stamp_tolerance"]
+        self._states: SampleHistory[np.ndarray] = SampleHistory("/joint_states", span, future_tolerance=tolerance)
         self._scenes: SampleHistory[tuple[np.ndarray, np.ndarray]]
-        self._scenes = SampleHistory("/so101_sim/scene", capacity=_HISTORY)
+        self._scenes = SampleHistory("/so101_sim/scene", span, future_tolerance=tolerance)
+        self._health = ServingHealth(
+            ("input", "invalid", "failed", "superseded", "shutdown"), [self._states, self._scenes], p["max_sample_age"]
+        )
 
         self._chunk_pub = self.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
         self._status_pub = self.create_publisher(PolicyStatus, "/smolvla/policy_status", 10)
@@ -86,11 +115,15 @@ class ExpertPolicyNode(Node):
         self.create_subscription(PoseArray, "/so101_sim/scene", self._on_scene, 10)
         self.create_subscription(ChunkRequest, "/smolvla/chunk_request", self._on_request, 10)
         self.create_service(SetInstruction, "/smolvla/set_instruction", self._on_set_instruction)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if p["diagnostics_rate"] > 0:
+            self.create_timer(1.0 / p["diagnostics_rate"], self._publish_diagnostics)
         self._worker: RequestWorker[_Job, np.ndarray] = RequestWorker(
             self._compute,
             on_result=self._on_result,
             on_failure=self._on_failure,
             on_dropped=self._on_dropped,
+            must_go=lambda job: job.request.must_go,
             name="expert",
         )
         self.get_logger().info(
@@ -102,19 +135,28 @@ class ExpertPolicyNode(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         try:
             positions = order_joint_positions(msg.name, msg.position, JOINT_NAMES)
+            self._states.add(time_to_seconds(msg.header.stamp), positions)
         except ValueError as error:
-            self.get_logger().warning(f"joint state ignored: {error}", throttle_duration_sec=5.0)
-            return
-        self._states.add(time_to_seconds(msg.header.stamp), positions)
+            self._warn("joint state", f"joint state ignored: {error}")
 
     def _on_scene(self, msg: PoseArray) -> None:
-        if len(msg.poses) != 2:
-            self.get_logger().warning("scene ignored: expected 2 poses (cube, target)", throttle_duration_sec=5.0)
-            return
-        cube, target = (np.array([q.position.x, q.position.y, q.position.z]) for q in msg.poses)
-        self._scenes.add(time_to_seconds(msg.header.stamp), (cube, target))
+        try:
+            if len(msg.poses) != 2:
+                raise ValueError("expected 2 poses (cube, target)")
+            cube, target = (np.array([q.position.x, q.position.y, q.position.z]) for q in msg.poses)
+            if not (np.all(np.isfinite(cube)) and np.all(np.isfinite(target))):
+                raise ValueError("non-finite position")
+            self._scenes.add(time_to_seconds(msg.header.stamp), (cube, target))
+        except ValueError as error:
+            self._warn("scene", f"scene ignored: {error}")
 
     def _on_request(self, msg: ChunkRequest) -> None:
+        self._health.requested()
+        invalid = invalid_request(msg.observation_tick, time_to_seconds(msg.capture_stamp))
+        if invalid:
+            self._health.no_chunk("invalid", f"request {msg.request_id}: {invalid}")
+            self._publish_status(msg.request_id, False, invalid, 0.0)
+            return
         self._worker.submit(_Job(msg, time.monotonic()))
 
     def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
@@ -122,9 +164,21 @@ class ExpertPolicyNode(Node):
         response.accepted = checked.accepted
         response.message = checked.message
         if checked.accepted:
-            # The scripted expert does one task whatever the words; the instruction is echoed in its chunks.
-            self._instruction = checked.instruction
+            # Through the parameter, so that it always names the instruction in effect.
+            self.set_parameters([Parameter("instruction", value=checked.instruction)])
         return response
+
+    def _apply_instruction(self, value: object) -> None:
+        # The scripted expert does one task whatever the words; the instruction is echoed in its chunks.
+        self._instruction = check_instruction(str(value)).instruction
+
+    def _apply_latency(self, value: object) -> None:
+        self._p["latency"] = float(value)
+
+    def _warn(self, key: str, text: str) -> None:
+        allowed, suppressed = self._log_limiter.allow(key, time.monotonic())
+        if allowed:
+            self.get_logger().warning(text + (f" ({suppressed} more suppressed)" if suppressed else ""))
 
     # --- computation (worker thread) ----------------------------------------------------------------------
     def _compute(self, job: _Job) -> np.ndarray:
@@ -166,13 +220,35 @@ class ExpertPolicyNode(Node):
                 instruction=self._instruction,
             )
         )
+        self._health.chunk(seconds)
         self._publish_status(request.request_id, True, "", seconds)
 
     def _on_failure(self, job: _Job, error: Exception, seconds: float) -> None:
-        self._publish_status(job.request.request_id, False, f"no chunk: {error}", 0.0)
+        request_id = job.request.request_id
+        if isinstance(error, ObservationUnavailableError):
+            self._health.no_chunk("input", f"request {request_id}: {error}")
+        else:
+            self._health.no_chunk("failed", f"request {request_id}: {error}", model_failure=True)
+        self._publish_status(request_id, False, f"no chunk: {error}", 0.0)
 
     def _on_dropped(self, dropped: Dropped[_Job]) -> None:
-        self._publish_status(dropped.request.request.request_id, False, dropped.describe(), 0.0)
+        kind = "shutdown" if dropped.reason is DropReason.SHUTDOWN else "superseded"
+        request_id = dropped.request.request.request_id
+        self._health.no_chunk(kind, f"request {request_id}: {dropped.describe()}", counts_as_failure=False)
+        self._publish_status(request_id, False, dropped.describe(), 0.0)
+
+    def _publish_diagnostics(self) -> None:
+        health = self._health.report(extra=[("instruction", self._instruction)])
+        status = DiagnosticStatus(
+            level=bytes([int(health.level)]),
+            name="expert_policy: scripted expert",
+            message=health.message,
+            hardware_id="",
+            values=[KeyValue(key=key, value=value) for key, value in health.values],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
 
     def _publish_status(self, request_id: int, ok: bool, reason: str, latency: float) -> None:
         if not self.context.ok():

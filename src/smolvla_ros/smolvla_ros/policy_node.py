@@ -15,19 +15,23 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from smolvla.deployment import DeploymentError, prepare_deployment
 from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
+from smolvla.instruction import check_instruction
 from smolvla.observation import RateLimiter
+from smolvla.parameters import Check, integer, names, number, one_of, text
 from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
-from smolvla.robot_interface import SO100_JOINT_NAMES
+from smolvla.robot_interface import JOINT_UNITS, SO100_JOINT_NAMES, UNIT_PRESETS
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
 from smolvla_ros.node_runner import run_node
+from smolvla_ros.parameters import ConfigurationError, declare_checked
 
 NODE_NAME = "smolvla_policy"
 JOINTS = list(SO100_JOINT_NAMES)
@@ -47,7 +51,8 @@ PARAMETERS: dict[str, object] = {
     "warmup": True,
     "instruction": "pick up the cube and place it on the green target",
     "max_sample_age": 0.25,
-    "sample_history": 16,
+    "max_request_delay": 2.0,
+    "future_stamp_tolerance": 0.5,
     "chunk_request_topic": "/smolvla/chunk_request",
     "action_chunk_topic": "/smolvla/action_chunk",
     "policy_status_topic": "/smolvla/policy_status",
@@ -57,8 +62,45 @@ PARAMETERS: dict[str, object] = {
 }
 
 
-class ConfigurationError(ValueError):
-    """A parameter value the node cannot run with."""
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _instruction_problem(value: str) -> str | None:
+    check = check_instruction(value)
+    return None if check.accepted else check.message
+
+
+def _units_problem(value: str) -> str | None:
+    # The count per joint is checked against the joints once the checkpoint is known (smolvla.deployment).
+    if not value.strip() or value.strip() in UNIT_PRESETS:
+        return None
+    if all(part.strip() in JOINT_UNITS for part in value.split(",")):
+        return None
+    return (
+        f"must be empty (the checkpoint's), a preset ({', '.join(UNIT_PRESETS)}) or one unit per joint, comma "
+        f"separated, each one of {', '.join(JOINT_UNITS)}; got {value!r}"
+    )
+
+
+CHECKS: dict[str, Check] = {
+    "camera_topics": names(1, 16),
+    "joint_state_topic": text(_not_empty),
+    "joint_names": names(1, 32),
+    "joint_units": text(_units_problem),
+    "fps": number(0.0, 1000.0),
+    "calibration_file": text(lambda value: None),
+    "checkpoint": text(lambda v: None if v.strip() else "must be set: a Hugging Face hub id or a local directory"),
+    "device": text(_not_empty),
+    "dtype": one_of("float32", "bfloat16"),
+    "torch_threads": integer(0, 1024),
+    "instruction": text(_instruction_problem),
+    "max_sample_age": number(above=0.0, high=60.0),
+    "max_request_delay": number(0.0, 60.0),
+    "future_stamp_tolerance": number(0.0, 60.0),
+    "diagnostics_rate": number(0.0, 100.0),
+    "error_log_interval": number(0.0, 3600.0),
+}
 
 
 def _stamp_seconds(msg_stamp, received: float) -> float:
@@ -73,13 +115,13 @@ class PolicyNode(Node):
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if not p["checkpoint"]:
-            raise ConfigurationError("set the checkpoint parameter: a Hugging Face hub id or a local directory")
-        if not (p["fps"] >= 0):
-            raise ConfigurationError(f"fps must be positive (or 0: the checkpoint's), got {p['fps']}")
+        # Live: the instruction (as SetInstruction) and the log interval; the rest is read at start (read-only).
+        p = declare_checked(
+            self,
+            PARAMETERS,
+            CHECKS,
+            live={"instruction": self._apply_instruction, "error_log_interval": self._apply_log_interval},
+        )
         # Units, rate and cameras are settled before the weights load: a refusal comes in seconds.
         try:
             deployment = prepare_deployment(
@@ -122,7 +164,8 @@ class PolicyNode(Node):
             on_chunk=self._publish_chunk,
             on_no_chunk=self._publish_no_chunk,
             units=deployment.units,
-            history=p["sample_history"],
+            max_request_delay=p["max_request_delay"],
+            future_tolerance=p["future_stamp_tolerance"],
         )
         self.get_logger().info(
             f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), chunks at "
@@ -161,12 +204,16 @@ class PolicyNode(Node):
 
     def _on_image(self, topic: str, msg: Image) -> None:
         frame = RawImage(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-        self.runner.add_image(topic, _stamp_seconds(msg.header.stamp, time.time()), frame)
+        self._add_image(topic, _stamp_seconds(msg.header.stamp, time.time()), frame)
 
     def _on_compressed(self, topic: str, msg: CompressedImage) -> None:
-        self.runner.add_image(
-            topic, _stamp_seconds(msg.header.stamp, time.time()), CompressedFrame(msg.format, msg.data)
-        )
+        self._add_image(topic, _stamp_seconds(msg.header.stamp, time.time()), CompressedFrame(msg.format, msg.data))
+
+    def _add_image(self, topic: str, stamp: float, frame: RawImage | CompressedFrame) -> None:
+        try:
+            self.runner.add_image(topic, stamp, frame)
+        except ValueError as error:
+            self._log_limited(topic, f"camera frame ignored: {error}")
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
@@ -178,14 +225,23 @@ class PolicyNode(Node):
         self.runner.request(msg.request_id, msg.observation_tick, time_to_seconds(msg.capture_stamp), msg.must_go)
 
     def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
-        check = self.runner.set_instruction(request.instruction)
+        # Through the parameter, so that `ros2 param get ... instruction` always names the instruction in effect.
+        check = check_instruction(request.instruction)
         response.accepted = check.accepted
         response.message = check.message
         if check.accepted:
-            self.get_logger().info(f"{check.message} (from the next chunk request on)")
+            self.set_parameters([Parameter("instruction", value=check.instruction)])
         else:
-            self.get_logger().warning(f"instruction refused: {check.message}")
+            self._log_limited("instruction refused", f"instruction refused: {check.message}")
         return response
+
+    def _apply_instruction(self, value: object) -> None:
+        check = self.runner.set_instruction(str(value))
+        # Rate limited: a client calling in a loop must not flood the log (each change is in the chunks' fields).
+        self._log_limited("instruction", f"{check.message} (from the next chunk request on)", error=False)
+
+    def _apply_log_interval(self, value: object) -> None:
+        self._log_limiter.interval = float(value)
 
     # -- outcomes (worker thread) ------------------------------------------------------------------------------------
 
@@ -230,11 +286,15 @@ class PolicyNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         return msg
 
-    def _log_limited(self, key: object, message: str) -> None:
+    def _log_limited(self, key: object, message: str, error: bool = True) -> None:
         allowed, suppressed = self._log_limiter.allow(key, time.monotonic())
         if allowed:
             suffix = f" ({suppressed} similar messages suppressed)" if suppressed else ""
-            self.get_logger().error(message + suffix)
+            # Two call sites: rclpy's logger refuses one site logging at two severities.
+            if error:
+                self.get_logger().error(message + suffix)
+            else:
+                self.get_logger().info(message + suffix)
 
     def _publish_diagnostics(self) -> None:
         health = self.runner.health()

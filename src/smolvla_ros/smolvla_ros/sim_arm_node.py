@@ -28,10 +28,12 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from smolvla.observation import RateLimiter, order_joint_positions
+from smolvla.parameters import Check, integer, number, text
 from smolvla.sim.arm import SimArm
 from smolvla.sim.scene import CAMERA_NAMES, JOINT_NAMES, SceneOptions
 from smolvla_ros.chunk_messages import seconds_to_time
 from smolvla_ros.node_runner import run_node
+from smolvla_ros.parameters import declare_checked
 
 _DEFAULTS: dict[str, object] = {
     "image_width": 256,
@@ -49,19 +51,31 @@ _DEFAULTS: dict[str, object] = {
     "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
 }
 
+#: Seeds are numpy generator seeds; after a reset the next one wraps around within this range.
+SEED_RANGE = 2**32
+
+_CHECKS: dict[str, Check] = {
+    "image_width": integer(16, 4096),
+    "image_height": integer(16, 4096),
+    "camera_rate": number(0.0, 1000.0),
+    "state_rate": number(above=0.0, high=2000.0),
+    "control_rate": number(above=0.0, high=1000.0),
+    "seed": integer(0, SEED_RANGE - 1),
+    "respawn_delay": number(high=3600.0),
+    "command_topic": text(lambda value: None if value.strip() else "must not be empty"),
+    "trajectory_topic": text(lambda value: None if value.strip() else "must not be empty"),
+}
+
 
 class SimArmNode(Node):
     """Thin ROS wiring around smolvla.sim.arm.SimArm (see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__("so101_sim")
-        for name, default in _DEFAULTS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in _DEFAULTS}
+        # `seed` may change while running (the next reset uses it); the rest is read at start (read-only).
+        p = declare_checked(self, _DEFAULTS, _CHECKS, live={"seed": lambda value: None})
         for name in ("camera_rate", "respawn_delay"):
             p[name] = float(p[name])
-        if not (p["state_rate"] > 0 and p["control_rate"] > 0 and p["camera_rate"] >= 0):
-            raise ValueError("state_rate and control_rate must be positive, camera_rate >= 0")
         self._p = p
         options = SceneOptions(image_width=int(p["image_width"]), image_height=int(p["image_height"]))
         self._lock = threading.Lock()
@@ -121,7 +135,7 @@ class SimArmNode(Node):
             layout = self._sim.reset(seed)
             self._success_since = None
             self._next_camera_time = 0.0
-        self.set_parameters([rclpy.parameter.Parameter("seed", value=seed + 1)])
+        self.set_parameters([rclpy.parameter.Parameter("seed", value=(seed + 1) % SEED_RANGE)])
         response.success = True
         response.message = (
             f"seed {seed}: cube at ({layout.cube_xy[0]:.3f}, {layout.cube_xy[1]:.3f}), "

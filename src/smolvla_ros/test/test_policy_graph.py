@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from PIL import Image as PILImage
+from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -24,6 +25,7 @@ from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicySt
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, time_to_seconds
 from smolvla_ros.launcher import NodeSpec, find_config, find_executable
+from smolvla_ros.parameters import set_parameters_request
 
 pytestmark = pytest.mark.ros
 
@@ -206,6 +208,11 @@ def test_bad_images_and_bad_chunks_are_rejected_and_a_stalled_policy_makes_the_e
     )
     ros.wait_for(lambda: not peer.moving(), 20.0, "the executor to hold while no chunk comes")
     assert peer.executor_status.queue_length == 0 and peer.executor_status.idle_ticks > 0
+    # Every input is fresh, but the node cannot produce a chunk: its diagnostics say so.
+    ros.wait_for(
+        lambda: peer.diagnostics and peer.diagnostics[-1].level == DiagnosticStatus.ERROR, 10.0, "policy ERROR"
+    )
+    assert "no chunk for the last" in peer.diagnostics[-1].message
     assert 0.8 * RATE <= peer.command_rate() <= 1.1 * RATE  # holding means commanding the same position
 
     # Chunks the executor must refuse: non-finite actions, unknown joints.
@@ -233,6 +240,7 @@ def test_bad_images_and_bad_chunks_are_rejected_and_a_stalled_policy_makes_the_e
     peer.encoding = "rgb8"
     peer.wait_chunks(2, what="chunks after the images are fixed")
     ros.wait_for(peer.moving, 20.0, "motion to resume")
+    ros.wait_for(lambda: peer.diagnostics[-1].level == DiagnosticStatus.OK, 10.0, "policy diagnostics OK again")
 
     # A policy that stops answering (process suspended): the executor holds, then resumes when it answers again.
     os.kill(policy.pid, signal.SIGSTOP)
@@ -268,3 +276,63 @@ def test_stopping_the_policy_node_holds_and_starting_it_again_resumes_motion(ros
     newest = peer.chunks[-1]
     assert time.time() - time_to_seconds(newest.header.stamp) < 5.0
     assert processes.stop(restarted) == 0 and processes.stop(executor) == 0
+
+
+def test_hostile_stamps_ticks_parameters_and_instruction_floods_leave_the_policy_serving(ros, processes, checkpoint):
+    policy = start_policy(processes, checkpoint)
+    peer = Peer(ros)
+    request_pub = peer.node.create_publisher(ChunkRequest, "/smolvla/chunk_request", 10)
+    parameters = peer.node.create_client(SetParameters, "/smolvla_policy/set_parameters")
+    wait_policy_ready(ros, peer)
+    ros.spin_for(1.0)  # the policy has samples from before the first capture time
+    next_id = iter(range(1, 1_000_000))
+
+    def request(tick: int = 5) -> PolicyStatus:
+        msg = ChunkRequest(request_id=next(next_id), observation_tick=tick, capture_stamp=peer.now_stamp())
+        ros.spin_for(0.1)  # samples at or before the capture time have arrived
+        request_pub.publish(msg)
+        ros.wait_for(lambda: any(s.request_id == msg.request_id for s in peer.statuses), 20.0, "the request's status")
+        return next(s for s in peer.statuses if s.request_id == msg.request_id)
+
+    assert request().ok
+    # 20 joint states and 20 frames stamped 1e6 s ahead: refused, counted, and the real samples keep serving.
+    for _ in range(20):
+        future = JointState(name=JOINTS, position=Q0.tolist())
+        future.header.stamp.sec = int(time.time() + 1e6)
+        peer.state_pub.publish(future)
+        frame = Image(height=48, width=64, encoding="rgb8", step=192, data=bytes(48 * 64 * 3))
+        frame.header.stamp = future.header.stamp
+        peer.front_pub.publish(frame)
+    ros.spin_for(0.3)
+    assert all(request().ok for _ in range(3))
+    seen = len(peer.diagnostics)
+    ros.wait_for(lambda: len(peer.diagnostics) > seen, 10.0, "diagnostics after the future stamps")
+    assert peer.diagnostics[-1].level == DiagnosticStatus.WARN
+    assert peer.diagnostics[-1].message.startswith("refusing input samples")
+
+    # A tick whose first_tick would overflow int64: one status with the reason, no traceback, still serving.
+    huge = request(tick=2**63 - 1)
+    assert not huge.ok and huge.reason.startswith("invalid request")
+    assert request().ok and policy.poll() is None
+
+    # Parameters: checked at set time; live ones applied, the others read-only.
+    def set_parameter(name, value):
+        return ros.call(parameters, set_parameters_request({name: value})).results[0]
+
+    assert "read-only" in set_parameter("device", "cuda").reason
+    assert "read-only" in set_parameter("max_sample_age", 1.0).reason
+    assert "empty" in set_parameter("instruction", "   ").reason
+    assert "at least 0" in set_parameter("error_log_interval", -1.0).reason
+    assert set_parameter("instruction", "stack the blocks").successful
+    before = len(peer.chunks)
+    assert request().ok
+    ros.wait_for(lambda: len(peer.chunks) > before, 10.0, "a chunk after the change")
+    assert peer.chunks[-1].instruction == "stack the blocks"
+
+    # A client calling SetInstruction in a loop does not flood the log.
+    for k in range(100):
+        assert ros.call(peer.set_instruction, SetInstruction.Request(instruction=f"task {k}")).accepted
+    assert processes.stop(policy) == 0
+    log = processes.logs()
+    assert log.count("instruction set:") <= 5, log[-3000:]
+    assert "Traceback" not in log

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -13,6 +14,7 @@ from std_srvs.srv import Trigger
 
 from smolvla.sim.scene import JOINT_NAMES
 from smolvla_ros.launcher import GraphOptions, Launcher, NodeSpec, find_config, find_executable, graph_nodes
+from smolvla_ros.parameters import set_parameters_request
 from smolvla_ros.sim_session import SimSession
 
 pytestmark = pytest.mark.ros
@@ -53,6 +55,14 @@ def test_sim_arm_node_publishes_cameras_and_state_follows_commands_and_resets(ro
         assert response.success and response.message.startswith("seed 4:"), response.message
         ros.spin_for(0.5)
         assert np.max(np.abs(np.asarray(states[-1].position[:5]))) < 0.05  # back home
+        # Seeds are checked when set (a negative one crashed the node at the next reset) and wrap after the last.
+        parameters = node.create_client(SetParameters, "/so101_sim/set_parameters")
+        refused = ros.call(parameters, set_parameters_request({"seed": -1})).results[0]
+        assert not refused.successful and "seed must be between 0 and 4294967295" in refused.reason
+        assert "read-only" in ros.call(parameters, set_parameters_request({"state_rate": 1e-300})).results[0].reason
+        assert ros.call(parameters, set_parameters_request({"seed": 2**32 - 1})).results[0].successful
+        assert ros.call(reset, Trigger.Request()).message.startswith("seed 4294967295:")
+        assert ros.call(reset, Trigger.Request()).message.startswith("seed 0:")
 
 
 def test_closed_loop_expert_executor_sim_places_cubes(tmp_path):

@@ -3,9 +3,10 @@ import threading
 import numpy as np
 import pytest
 
+from smolvla.health import Level
 from smolvla.images import CompressedImage, RawImage
 from smolvla.joint_units import JointConverter, MotorCalibration
-from smolvla.policy_runner import Level, NoChunkKind, PolicyRunner
+from smolvla.policy_runner import NoChunkKind, PolicyRunner
 from smolvla.robot_interface import SO100_JOINT_NAMES, UNIT_PRESETS
 
 JOINTS = list(SO100_JOINT_NAMES)
@@ -210,10 +211,99 @@ def test_invalid_requests_and_joint_states_are_refused():
     runner = make_runner(outcomes)
     runner.request(1, -1, 99.0)
     runner.request(2, 0, float("nan"))
-    assert [o.kind for o in outcomes.no_chunks] == [NoChunkKind.INVALID, NoChunkKind.INVALID]
+    runner.request(3, 2**63 - 1, 99.0)  # first_tick would overflow ActionChunk's int64
+    assert [o.kind for o in outcomes.no_chunks] == [NoChunkKind.INVALID] * 3
     with pytest.raises(ValueError, match="lacks gripper"):
         runner.add_joint_state(99.0, JOINTS[:5], [0.0] * 5)
     runner.close()
+
+
+def test_undecodable_frames_turn_the_diagnostics_to_error_until_a_chunk_comes():
+    outcomes = Outcomes()
+    runner = make_runner(outcomes)
+    feed(runner)
+    for k in range(3):
+        runner.add_image("/wrist", 99.31 + k / 100, CompressedImage("jpeg", b"garbage"))
+        runner.request(k, k, 99.315 + k / 100)
+        assert runner.wait_idle(5)
+        # Every input is fresh, yet no request gets a chunk: WARN, then ERROR from the third on.
+        expected = Level.ERROR if k == 2 else Level.WARN
+        health = runner.health(99.35)
+        assert health.level is expected and "camera /wrist" in health.message
+    assert "no chunk for the last 3 requests" in health.message
+    runner.add_image("/wrist", 99.34, frame(5))
+    runner.request(9, 9, 99.345)
+    assert runner.wait_idle(5)
+    runner.close()
+    assert len(outcomes.chunks) == 1 and runner.health(99.35).level is Level.OK
+
+
+def test_future_stamped_samples_are_refused_and_requests_keep_being_answered():
+    now = [99.2]
+    outcomes = Outcomes()
+    runner = make_runner(outcomes, clock=lambda: now[0])
+    feed(runner)
+    for _ in range(20):
+        with pytest.raises(ValueError, match="in the future"):
+            runner.add_joint_state(now[0] + 1e6, JOINTS, [0.0] * 6)
+        with pytest.raises(ValueError, match="in the future"):
+            runner.add_image("/front", now[0] + 1e6, frame(9))
+    health = runner.health()
+    assert health.level is Level.WARN and health.message.startswith("refusing input samples: /front: sample stamped")
+    assert dict(health.values)["samples refused on joint states"] == "20 future, 0 too old, 0 not finite"
+    runner.request(1, 0, 99.2)
+    assert runner.wait_idle(5)
+    assert len(outcomes.chunks) == 1
+    now[0] = 99.2 + 5.1  # the refusals are older than the rejection window; inputs fresh again
+    runner.add_joint_state(now[0], JOINTS, [0.0] * 6)
+    for stream in ("/front", "/wrist"):
+        runner.add_image(stream, now[0], frame(1))
+    runner.close()
+    assert runner.health().level is Level.OK
+
+
+def test_a_late_request_finds_its_samples_in_a_100_hz_joint_state_stream():
+    # A request handled 0.2 s after its capture time, with joint states at 100 Hz: the samples at the capture time
+    # are 20 samples back. The history holds max_sample_age + max_request_delay seconds, whatever the rate.
+    now = [0.0]
+    outcomes = Outcomes()
+    runner = make_runner(outcomes, clock=lambda: now[0])
+    for k in range(300):
+        now[0] = 97.0 + k / 100
+        runner.add_joint_state(now[0], JOINTS, [k / 1000] * 6)
+        if k % 3 == 0:
+            for stream in ("/front", "/wrist"):
+                runner.add_image(stream, now[0], frame(k % 250))
+    capture = 99.795  # 0.195 s before the newest sample (99.99)
+    runner.request(1, 0, capture)
+    assert runner.wait_idle(5)
+    runner.close()
+    assert not outcomes.no_chunks
+    np.testing.assert_allclose(outcomes.chunks[0].job.state, [0.279] * 6)  # the sample stamped 99.79
+
+
+def test_an_optional_request_does_not_push_out_a_waiting_must_go_one():
+    outcomes = Outcomes()
+    release, started = threading.Event(), threading.Event()
+
+    def slow(images, state, instruction):
+        started.set()
+        release.wait(5)
+        return transparent_predict(images, state, instruction)
+
+    runner = make_runner(outcomes, predict=slow)
+    feed(runner)
+    runner.request(1, 10, 99.2)
+    assert started.wait(5)
+    runner.request(2, 11, 99.2, must_go=True)
+    runner.request(3, 12, 99.2)
+    release.set()
+    assert runner.wait_idle(5)
+    runner.close()
+    assert [(o.request_id, o.kind) for o in outcomes.no_chunks] == [(3, NoChunkKind.SUPERSEDED)]
+    assert "must-go request 2 was waiting" in outcomes.no_chunks[0].reason
+    assert [r.job.request_id for r in outcomes.chunks] == [1, 2]
+    assert runner.health(99.2).level is Level.OK
 
 
 def test_a_lerobot_model_gets_its_units_and_its_actions_come_back_in_radians():
@@ -245,6 +335,8 @@ def test_a_lerobot_model_gets_its_units_and_its_actions_come_back_in_radians():
         ({"joint_names": []}, "joint names"),
         ({"max_sample_age": 0.0}, "max_sample_age"),
         ({"units": JointConverter(JOINTS[:5], ("radians",) * 5)}, "the unit conversion is for joints"),
+        ({"max_request_delay": -1.0}, "max_request_delay"),
+        ({"future_tolerance": float("nan")}, "future_tolerance"),
         ({"instruction": ""}, "default instruction refused: instruction is empty"),
     ],
 )

@@ -190,3 +190,24 @@ def test_concurrent_submitters_every_request_gets_exactly_one_outcome():
     assert all(d.reason is DropReason.SUPERSEDED for d in rec.dropped)
     assert rec.results, "at least the last request is computed"
     assert max_active[0] == 1
+
+
+def test_a_waiting_must_go_request_is_not_skipped_for_an_optional_one():
+    rec, gate = Recorder(), Gate()
+    must_go = {2, 4}
+    with RequestWorker(gate, must_go=lambda r: r in must_go, **rec.callbacks()) as worker:
+        worker.submit(1)
+        assert gate.started.wait(5)
+        worker.submit(2)  # must-go, waits
+        worker.submit(3)  # optional: must not push 2 out
+        worker.submit(4)  # must-go and newer: replaces 2
+        worker.submit(5)  # optional again: dropped, 4 stays
+        assert [(d.request, d.reason, d.newer) for d in rec.dropped] == [
+            (3, DropReason.MUST_GO_FIRST, 2),
+            (2, DropReason.SUPERSEDED, 4),
+            (5, DropReason.MUST_GO_FIRST, 4),
+        ]
+        assert "must-go" in rec.dropped[0].describe()
+        gate.release.set()
+        assert worker.wait_idle(5)
+    assert gate.computed == [1, 4]
