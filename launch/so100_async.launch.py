@@ -8,27 +8,33 @@
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true checkpoint:=/path/to/checkpoint
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert g:=0.5
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert record_dir:=episodes
+    ros2 launch smolvla_ros so100_async.launch.py use_emulator:=true policy:=expert   # driver + emulated bus
 
 Starts the robot side (so100_driver's driver launch with ros2_control and the forward position controller, or
 the simulated arm with use_sim:=true), the policy node (or the scripted expert), the action-queue executor and,
 with record_dir, the episode recorder, each with its parameter file from this package's config directory. The
 nodes, their names and which argument overrides which parameter come from smolvla_ros.launcher.graph_plan, the
 same plan `smolvla_launch` runs on machines without ROS 2 launch, so both start the same graph. Empty arguments
-keep the parameter files' values.
-If any of these nodes exits, the whole launch shuts down.
+keep the parameter files' values. command_controllers picks the driver's controller and the executor's output
+with it (forward: position commands; trajectory: chunks streamed into joint_trajectory_controller).
+Every node is required: if one exits (the policy cannot load its checkpoint, the controller manager cannot start
+the hardware, ...), the whole launch stops with a message naming it and `ros2 launch` exits with status 1.
 """
 
 import os
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, Shutdown
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+from so100_driver.launch_arguments import flag, optional_value
+from so100_driver.required_process import required_exit_handler
 
-from smolvla_ros.launcher import GraphOptions, graph_plan
+from smolvla_ros.launcher import GraphOptions, executor_output, graph_plan
 
 # (name, default, description); "" = keep the value of the parameter file.
 ARGUMENTS = [
@@ -61,12 +67,13 @@ ARGUMENTS = [
     ("port", "/dev/ttyACM0", "serial device of the SO-100 bus"),
     ("calibration_file", "", "LeRobot calibration JSON of the arm (driver; policy, for LeRobot's joint units)"),
     ("use_mock_hardware", "false", "driver with mock hardware (no arm)"),
-    ("command_controllers", "forward", "driver command controllers: forward (what the executor uses) or trajectory"),
+    ("use_emulator", "false", "driver on the STS3215 bus emulator (no arm, the real driver code)"),
+    (
+        "command_controllers",
+        "forward",
+        "driver command controllers and executor output: forward (position commands) or trajectory (streamed chunks)",
+    ),
 ]
-
-
-def _is_true(text: str) -> bool:
-    return text.strip().lower() in ("true", "1", "yes", "on")
 
 
 def _graph(context):
@@ -74,17 +81,20 @@ def _graph(context):
         return LaunchConfiguration(name).perform(context).strip()
 
     def optional(name: str, convert=str):
-        text = value(name)
-        return convert(text) if text else None
+        return optional_value(name, value(name), convert)
 
+    sim = flag("use_sim", value("use_sim"))
     cameras = [topic.strip() for topic in value("cameras").strip("[]").split(",") if topic.strip()]
+    # A ValueError raised here (a refused combination) stops the launch with its message and status 1.
+    output = None if sim else executor_output(value("command_controllers"))
     options = GraphOptions(
-        sim=_is_true(value("use_sim")),
+        sim=sim,
         policy=value("policy"),
         checkpoint=optional("checkpoint"),
         instruction=optional("instruction"),
         mode=optional("mode"),
         g=optional("g", float),
+        output=output,
         control_rate=optional("control_rate", float),
         chunk_size=optional("chunk_size", int),
         cameras=tuple(cameras) if cameras else None,
@@ -107,23 +117,22 @@ def _graph(context):
                 PythonLaunchDescriptionSource(driver_launch),
                 launch_arguments={
                     name: LaunchConfiguration(name)
-                    for name in ("port", "calibration_file", "use_mock_hardware", "command_controllers")
+                    for name in ("port", "calibration_file", "use_mock_hardware", "use_emulator", "command_controllers")
                 }.items(),
             )
         )
     for plan in graph_plan(options):
-        actions.append(
-            Node(
-                package="smolvla_ros",
-                executable=plan.executable,
-                name=plan.node_name,
-                parameters=[os.path.join(config_dir, plan.params_file), dict(plan.parameters)],
-                output="screen",
-                emulate_tty=True,
-                # Like smolvla_launch: without its policy or executor the graph is useless; stop it all.
-                on_exit=Shutdown(reason=f"{plan.node_name} exited"),
-            )
+        node = Node(
+            package="smolvla_ros",
+            executable=plan.executable,
+            name=plan.node_name,
+            parameters=[os.path.join(config_dir, plan.params_file), dict(plan.parameters)],
+            output="screen",
+            emulate_tty=True,
         )
+        # Like smolvla_launch: without any of its nodes the graph is useless; stop it all and exit non-zero.
+        handler = required_exit_handler(plan.node_name, "Its last ERROR/FATAL line above says why.")
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=handler))]
     return actions
 
 

@@ -29,7 +29,15 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from smolvla.async_inference import AsyncActionQueue, CommandSafety, ControlLoop, ControlTick, QueueConfig, QueueStatus
+from smolvla.async_inference import (
+    AsyncActionQueue,
+    CommandSafety,
+    ControlLoop,
+    ControlTick,
+    QueueConfig,
+    QueueStatus,
+    TrajectoryStream,
+)
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
@@ -139,6 +147,11 @@ class ExecutorNode(LifecycleNode):
         )
         self._queue = AsyncActionQueue(config, self._safety.ranges)
         self._loop = ControlLoop(self._queue, self._safety, p["joint_state_timeout"])
+        self._stream = (
+            TrajectoryStream(self._safety.lower, self._safety.upper, self._safety.max_step, self._period)
+            if p["output"] == "trajectory"
+            else None
+        )
 
     def _create_entities(self, p: dict) -> None:
         def publisher(msg_type, topic: str):
@@ -170,6 +183,8 @@ class ExecutorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._control_lock:
             self._loop.reset()
+            if self._stream is not None:
+                self._stream.reset()
             self._active = True
         self.get_logger().info("active: commanding the arm, starting from its measured joint state")
         return TransitionCallbackReturn.SUCCESS
@@ -226,7 +241,7 @@ class ExecutorNode(LifecycleNode):
     def _control_step(self) -> None:
         tick = self._loop.step(self._now())
         if tick.command is not None:
-            self._publish_command(tick.command)
+            self._send_tick_command(tick)
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
@@ -262,6 +277,23 @@ class ExecutorNode(LifecycleNode):
                 f"resuming the action queue where it stopped ({tick.queue.queue_length} actions queued)",
                 throttle_duration_sec=1.0,
             )
+
+    def _send_tick_command(self, tick: ControlTick) -> None:
+        if self._stream is None:
+            self._publish_command(tick.command)
+            return
+        queued = self._queue.queued_actions() if tick.queue is not None else None
+        points = self._stream.update(tick.command, queued)
+        if points is not None:
+            self._publish_trajectory(points)
+
+    def _publish_trajectory(self, points: np.ndarray) -> None:
+        msg = JointTrajectory(joint_names=list(self._safety.joint_names))  # stamp zero: start on receipt
+        for positions, seconds in zip(points, self._stream.times(len(points)), strict=True):
+            point = JointTrajectoryPoint(positions=[float(x) for x in positions])
+            point.time_from_start = seconds_to_duration(float(seconds))
+            msg.points.append(point)
+        self._command_pub.publish(msg)
 
     def _publish_command(self, positions: np.ndarray) -> None:
         values = [float(x) for x in positions]

@@ -352,7 +352,10 @@ class GraphOptions:
 
     sim: start the simulated arm (sim_arm_node, config/sim.yaml) instead of expecting a real robot's driver.
     policy: "smolvla" (policy_node, config/policy.yaml) or "expert" (expert_policy_node, config/expert.yaml).
-    mode: executor mode (sync, async, continuous, auto); g: its threshold.
+    mode: executor mode (sync, async, continuous, auto); g: its threshold (async and auto only: sync means g = 0,
+        continuous g = 1).
+    output: what the executor commands: "position" (forward_position_controller) or "trajectory"
+        (joint_trajectory_controller); see executor_output() for the driver's command_controllers.
     control_rate: executor (and simulated arm) rate in Hz. When None it is the checkpoint's frame rate (its
         robot_interface.json, else `fps`); a rate that differs from the checkpoint's is refused.
     chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's. When None
@@ -372,6 +375,7 @@ class GraphOptions:
     instruction: str | None = None
     mode: str | None = None
     g: float | None = None
+    output: str | None = None
     control_rate: float | None = None
     chunk_size: int | None = None
     cameras: tuple[str, ...] | None = None
@@ -388,6 +392,19 @@ class GraphOptions:
 
 POLICIES = ("smolvla", "expert")
 MODES = ("sync", "async", "continuous", "auto")
+OUTPUTS = ("position", "trajectory")
+#: The executor output that drives each command set of so100_driver's launch (command_controllers).
+CONTROLLER_OUTPUTS = {"forward": "position", "trajectory": "trajectory"}
+
+
+def executor_output(command_controllers: str) -> str:
+    """The executor's `output` for the driver's active command set; ValueError for sets it cannot drive."""
+    if command_controllers not in CONTROLLER_OUTPUTS:
+        raise ValueError(
+            f"command_controllers:={command_controllers}: the executor commands all six joints through "
+            f"{' or '.join(CONTROLLER_OUTPUTS)} (arm_gripper is for MoveIt and teleoperation)"
+        )
+    return CONTROLLER_OUTPUTS[command_controllers]
 
 
 @dataclass(frozen=True)
@@ -462,6 +479,13 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         raise ValueError(f"control rate must be positive, got {options.control_rate}")
     if options.g is not None and not 0.0 <= options.g <= 1.0:
         raise ValueError(f"g must be within [0, 1], got {options.g}")
+    if options.g is not None and options.mode in ("sync", "continuous"):
+        fixed = 0 if options.mode == "sync" else 1
+        raise ValueError(f"g is not used in mode {options.mode} (which means g = {fixed}): use mode async or auto")
+    if options.output is not None and options.output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {options.output!r}")
+    if options.sim and options.output == "trajectory":
+        raise ValueError("the simulated arm has no trajectory controller: use output position with the simulation")
     if options.chunk_size is not None and options.chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1, got {options.chunk_size}")
     if options.cameras is not None and not options.cameras:
@@ -515,6 +539,8 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         executor_params["mode"] = options.mode
     if options.g is not None:
         executor_params["threshold"] = float(options.g)
+    if options.output is not None:
+        executor_params["output"] = options.output
     plans.append(NodePlan("executor", "executor_node", "smolvla_executor", "executor.yaml", executor_params))
     if options.record_dir is not None:
         # Absolute, so the episodes land where the user meant whatever directory the node process runs in.
@@ -573,7 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="SmolVLA checkpoint: Hugging Face hub id or local directory")
     parser.add_argument("--instruction", help="initial language instruction")
     parser.add_argument("--mode", choices=MODES, help="executor mode (sync: g=0, async, continuous: g=1, auto)")
-    parser.add_argument("-g", "--threshold", dest="g", type=float, help="queue threshold g in [0, 1]")
+    parser.add_argument("-g", "--threshold", dest="g", type=float, help="queue threshold g in [0, 1] (async, auto)")
+    parser.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        help="executor output: position (forward_position_controller) or trajectory (joint_trajectory_controller, "
+        "chunks streamed as timed trajectories); match the driver's command_controllers",
+    )
     parser.add_argument(
         "--control-rate", type=float, help="control rate in Hz (executor, simulated arm); default: the checkpoint's fps"
     )
@@ -631,6 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 instruction=args.instruction,
                 mode=args.mode,
                 g=args.g,
+                output=args.output,
                 control_rate=args.control_rate,
                 chunk_size=args.chunk_size,
                 cameras=tuple(args.cameras) if args.cameras else None,

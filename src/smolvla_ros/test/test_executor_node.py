@@ -265,20 +265,35 @@ def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros,
     assert "deactivated: stopped commanding motion, holding at" in processes.logs()
 
 
-def test_trajectory_output_for_a_joint_trajectory_controller(ros, processes):
-    executor = start_executor(processes, output="trajectory", mode="continuous")
+def test_trajectory_output_streams_chunks_into_a_joint_trajectory_controller(ros, processes):
+    executor = start_executor(processes, output="trajectory", mode="async", threshold=0.5)
     peer = RobotAndPolicy(ros)
     trajectories: list[JointTrajectory] = []
     peer.node.create_subscription(
         JointTrajectory, "/joint_trajectory_controller/joint_trajectory", trajectories.append, 10
     )
-    ros.wait_for(lambda: len(trajectories) > 10, 30.0, "trajectory commands")
+    ros.wait_for(lambda: len(trajectories) > 5, 30.0, "trajectories")
     assert not peer.commands  # nothing on the position controller's topic
-    first, last = trajectories[0], trajectories[-1]
-    assert list(first.joint_names) == JOINTS and len(first.points) == 1
+    first = trajectories[0]
+    assert list(first.joint_names) == JOINTS and len(first.points) == 1  # the measured state, before any chunk
     np.testing.assert_allclose(first.points[0].positions, Q0, atol=1e-12)
     assert first.points[0].time_from_start.nanosec == pytest.approx(1e9 / RATE, abs=1)
-    assert last.points[0].positions[0] > Q0[0]  # the ramp chunks are executed
+    # Each chunk arrives as one time-parameterised trajectory: this tick's command then the queued actions, one
+    # control period apart, following the ramp (0.002 rad per tick on the first joint).
+    streamed = [t for t in trajectories if len(t.points) > 1]
+    assert streamed, "no chunk was streamed"
+    for trajectory in streamed:
+        assert trajectory.header.stamp.sec == 0 and trajectory.header.stamp.nanosec == 0  # start on receipt
+        times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in trajectory.points]
+        np.testing.assert_allclose(times, (np.arange(len(times)) + 1) / RATE, atol=1e-6)
+        positions = np.array([p.positions for p in trajectory.points])
+        np.testing.assert_allclose(np.diff(positions[:, 0]), 0.002, atol=1e-9)
+        np.testing.assert_allclose(positions[:, 1:], np.tile(Q0[1:], (len(positions), 1)))
+    assert streamed[-1].points[0].positions[0] > streamed[0].points[0].positions[0]  # the ramp goes on
+    # Sent when the plan changes (a new chunk), not every tick: the controller runs each trajectory meanwhile.
+    before = len(trajectories)
+    ros.spin_for(2.0)
+    assert 0 < len(trajectories) - before < RATE
     assert processes.stop(executor) == 0
 
 

@@ -18,6 +18,7 @@ from smolvla_ros.launcher import (
     GraphOptions,
     Launcher,
     NodeSpec,
+    executor_output,
     find_config,
     find_executable,
     format_parameter,
@@ -337,11 +338,26 @@ def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
         (GraphOptions(extra={"camera": {"x": 1}}), "nodes not in this graph"),
         (GraphOptions(extra={"recorder": {"task": "x"}}), "nodes not in this graph"),
         (GraphOptions(task="stack"), "only used when recording"),
+        (GraphOptions(mode="sync", g=0.5), "g is not used in mode sync"),
+        (GraphOptions(mode="continuous", g=0.5), "g is not used in mode continuous"),
+        (GraphOptions(output="velocity"), "output must be one of"),
+        (GraphOptions(sim=True, output="trajectory"), "simulated arm has no trajectory controller"),
     ],
 )
 def test_graph_nodes_rejects_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         graph_nodes(options)
+
+
+def test_executor_output_follows_the_driver_command_controllers():
+    assert executor_output("forward") == "position"
+    assert executor_output("trajectory") == "trajectory"
+    with pytest.raises(ValueError, match="arm_gripper is for MoveIt"):
+        executor_output("arm_gripper")
+    # The output is an executor override; g stays usable where it means something.
+    executor = graph_plan(GraphOptions(output=executor_output("trajectory"), mode="auto", g=0.5))[-1]
+    assert executor.parameters == {"output": "trajectory", "mode": "auto", "threshold": 0.5}
+    assert graph_plan(GraphOptions())[-1].parameters == {}  # nothing given: the file's output
 
 
 def test_cli_dry_run_and_errors(config_dir, capsys):
@@ -356,6 +372,10 @@ def test_cli_dry_run_and_errors(config_dir, capsys):
     assert f'output_dir:="{config_dir / "eps"}"' in out and 'task:="stack it"' in out
     assert main(["-g", "2", "--config-dir", str(config_dir)]) == 2
     assert "g must be within" in capsys.readouterr().err
+    assert main(["--mode", "sync", "-g", "0.5", "--config-dir", str(config_dir)]) == 2
+    assert "g is not used in mode sync" in capsys.readouterr().err
+    assert main(["--output", "trajectory", "--config-dir", str(config_dir), "--dry-run"]) == 0
+    assert 'output:="trajectory"' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--set", "nodot=1"])
 

@@ -9,15 +9,21 @@ so100_driver/So100Hardware (or mock hardware, or the STS3215 bus emulator) and t
 command_controllers picks the active command set: forward (forward_position_controller, what the
 SmolVLA executor publishes to), trajectory (joint_trajectory_controller) or arm_gripper
 (arm_trajectory_controller + gripper_controller). The other sets are loaded inactive.
+
+The controller manager, robot_state_publisher and the emulator are required: if one exits (e.g. the hardware
+cannot be configured because the port is wrong or no arm is plugged in), the whole launch stops with a message
+naming it and what to check, and `ros2 launch` exits with status 1. So does a spawner that fails.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, TimerAction
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, TimerAction
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import Command, FindExecutable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from so100_driver.launch_arguments import LaunchArgumentError, choice, flag
+from so100_driver.required_process import required_exit_handler
 
 COMMAND_SETS = {
     "forward": ["forward_position_controller"],
@@ -28,14 +34,18 @@ COMMAND_SETS = {
 EMULATOR_PORT = "/tmp/so100_bus"
 
 
+def _required(action, label: str, hint: str = "", *, finishes: bool = False) -> RegisterEventHandler:
+    return RegisterEventHandler(
+        OnProcessExit(target_action=action, on_exit=required_exit_handler(label, hint, finishes=finishes))
+    )
+
+
 def _controllers(context):
-    choice = LaunchConfiguration("command_controllers").perform(context)
-    if choice not in COMMAND_SETS:
-        raise ValueError(f"command_controllers must be one of {sorted(COMMAND_SETS)}, got {choice!r}")
-    active = ["joint_state_broadcaster", *COMMAND_SETS[choice]]
-    inactive = [name for key, names in COMMAND_SETS.items() if key != choice for name in names]
+    selected = choice("command_controllers", LaunchConfiguration("command_controllers").perform(context), COMMAND_SETS)
+    active = ["joint_state_broadcaster", *COMMAND_SETS[selected]]
+    inactive = [name for key, names in COMMAND_SETS.items() if key != selected for name in names]
     manager = ["--controller-manager", "/controller_manager"]
-    return [
+    spawners = [
         Node(package="controller_manager", executable="spawner", arguments=[*active, *manager], output="screen"),
         Node(
             package="controller_manager",
@@ -44,10 +54,15 @@ def _controllers(context):
             output="screen",
         ),
     ]
+    hint = "A controller could not be loaded or switched: see the spawner's and the controller manager's errors above."
+    return [*spawners, *(_required(node, "spawner", hint, finishes=True) for node in spawners)]
 
 
 def _description(context):
-    use_emulator = LaunchConfiguration("use_emulator").perform(context).lower() == "true"
+    use_mock = flag("use_mock_hardware", LaunchConfiguration("use_mock_hardware").perform(context))
+    use_emulator = flag("use_emulator", LaunchConfiguration("use_emulator").perform(context))
+    if use_mock and use_emulator:
+        raise LaunchArgumentError("use_mock_hardware:=true and use_emulator:=true exclude each other: pick one")
     port = EMULATOR_PORT if use_emulator else LaunchConfiguration("port").perform(context)
     xacro_file = PathJoinSubstitution([FindPackageShare("so100_driver"), "urdf", "so100.urdf.xacro"])
     robot_description = ParameterValue(
@@ -56,8 +71,7 @@ def _description(context):
                 FindExecutable(name="xacro"),
                 " ",
                 xacro_file,
-                " use_mock_hardware:=",
-                LaunchConfiguration("use_mock_hardware"),
+                f" use_mock_hardware:={str(use_mock).lower()}",
                 f" port:={port}",
                 " calibration_file:=",
                 LaunchConfiguration("calibration_file"),
@@ -80,9 +94,34 @@ def _description(context):
         parameters=[{"robot_description": robot_description}],
         output="screen",
     )
-    # The emulator must own its pseudo-terminal before the hardware opens the port.
-    delayed = [TimerAction(period=1.0, actions=[control_node])] if use_emulator else [control_node]
-    return [state_publisher, *delayed, *_controllers(context)]
+    hardware = "mock hardware" if use_mock else f"the SO-100 on {port}"
+    manager_hint = (
+        f"The controller manager could not start {hardware}: the first ERROR above says why (e.g. 'cannot open "
+        "serial port', 'no reply to PING', 'Failed to set the initial state of the component'). Check port:= and "
+        "the arm's power, or run without an arm: use_mock_hardware:=true or use_emulator:=true "
+        "(see Troubleshooting in docs/so100-driver.md)."
+    )
+    actions = [
+        state_publisher,
+        _required(state_publisher, "robot_state_publisher", "Check the URDF (xacro) errors above."),
+        _required(control_node, "ros2_control_node (controller manager)", manager_hint),
+    ]
+    if use_emulator:
+        emulator = Node(
+            package="so100_driver",
+            executable="sts_bus_emulator",
+            arguments=["--link", EMULATOR_PORT],
+            output="screen",
+        )
+        # The emulator must own its pseudo-terminal before the hardware opens the port.
+        actions += [
+            emulator,
+            _required(emulator, "sts_bus_emulator", f"The emulated bus on {EMULATOR_PORT} is gone."),
+            TimerAction(period=1.0, actions=[control_node]),
+        ]
+    else:
+        actions.append(control_node)
+    return [*actions, *_controllers(context)]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -105,13 +144,6 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "command_controllers", default_value="forward", description="forward | trajectory | arm_gripper"
-            ),
-            Node(
-                package="so100_driver",
-                executable="sts_bus_emulator",
-                arguments=["--link", EMULATOR_PORT],
-                condition=IfCondition(LaunchConfiguration("use_emulator")),
-                output="screen",
             ),
             OpaqueFunction(function=_description),
         ]

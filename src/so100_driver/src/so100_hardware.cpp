@@ -24,15 +24,27 @@ ParameterMap to_map(const std::unordered_map<std::string, std::string> & paramet
 }
 }  // namespace
 
+#if SO100_DRIVER_INIT_WITH_PARAMS
+hardware_interface::CallbackReturn So100Hardware::on_init(
+  const hardware_interface::HardwareComponentInterfaceParams & params)
+{
+  if (SystemInterface::on_init(params) != hardware_interface::CallbackReturn::SUCCESS) {
+    return hardware_interface::CallbackReturn::ERROR;
+  }
+  return init_arm(params.hardware_info);
+}
+#else
 hardware_interface::CallbackReturn So100Hardware::on_init(const hardware_interface::HardwareInfo & info)
 {
-  // Newer 4.x releases deprecate this overload in favour of on_init(params), which still calls it.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   if (SystemInterface::on_init(info) != hardware_interface::CallbackReturn::SUCCESS) {
     return hardware_interface::CallbackReturn::ERROR;
   }
-#pragma GCC diagnostic pop
+  return init_arm(info);
+}
+#endif
+
+hardware_interface::CallbackReturn So100Hardware::init_arm(const hardware_interface::HardwareInfo & info)
+{
   std::vector<JointDescription> joints;
   state_interfaces_.clear();
   command_interfaces_.clear();

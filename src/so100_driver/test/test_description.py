@@ -49,6 +49,9 @@ def test_ros2_control_tag_lists_the_joints_with_ids_and_switches_hardware():
     real = control.find(f".//{XACRO}unless")
     params = {p.get("name") for p in real.iter("param")}
     assert {"port", "calibration_file", "reply_timeout_ms", "max_consecutive_failures"} <= params
+    # No empty calibration_file param without a file (the controller manager warns about empty params).
+    optional = real.find(f"{XACRO}if/param[@name='calibration_file']/..")
+    assert optional is not None and optional.get("value") == "${calibration_file != ''}"
     joint = macro.find(f"{XACRO}macro[@name='so100_joint']/joint")
     assert [c.get("name") for c in joint.findall("command_interface")] == ["position"]
 

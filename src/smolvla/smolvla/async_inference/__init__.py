@@ -14,6 +14,7 @@ from smolvla.async_inference.core import AsyncActionQueue, ChunkOutcome, QueueSt
 from smolvla.async_inference.latency import LatencyEstimator
 from smolvla.async_inference.safety import CommandSafety, InvalidChunkError, SafeCommand
 from smolvla.async_inference.similarity import SimilarityFilter
+from smolvla.async_inference.trajectory import TrajectoryStream
 
 __all__ = [
     "AGGREGATIONS",
@@ -33,5 +34,6 @@ __all__ = [
     "SafeCommand",
     "SimilarityFilter",
     "TickResult",
+    "TrajectoryStream",
     "aggregate",
 ]

@@ -327,6 +327,11 @@ class AsyncActionQueue:
         with self._lock:
             return self._threshold_locked()
 
+    def queued_actions(self) -> np.ndarray:
+        """A copy of the queue, head first: the actions for the next ticks, shape (queue_length, n_joints)."""
+        with self._lock:
+            return self._queue.copy()
+
     def status(self) -> QueueStatus:
         """A consistent snapshot of state and counters."""
         with self._lock:
