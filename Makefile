@@ -10,12 +10,13 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint demo queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          run the simulated arm with the policy side and the executor (sets up first)"
 	@echo "make test          lint, Python tests, ROS integration tests and C++ tests (sets up first)"
 	@echo "make setup         only the setup: .venv, pinned wheels, colcon build"
+	@echo "make chaos         fault injection into the running graph: bad input, floods, signals; table + JSON line"
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
 	@echo "make eval-async    sync vs async vs continuous execution in simulation"
 	@echo "make bench-model   SmolVLA latency per chunk on this machine"
@@ -43,6 +44,9 @@ test: setup
 	$(IN_ENV) python -m pytest
 	$(IN_ENV) colcon test --base-paths src --packages-select so100_driver --event-handlers console_cohesion- status- \
 	  && colcon test-result --test-result-base build/so100_driver --verbose
+
+chaos: setup
+	$(IN_ENV) smolvla_chaos
 
 demo: setup
 	$(IN_ENV) smolvla_demo

@@ -63,6 +63,7 @@ ARGUMENTS = [
     ("config_dir", "", "directory with the parameter files (default: the installed share/smolvla_ros/config)"),
     ("record_dir", "", "also record episodes (rosbag2, for smolvla-train) into this directory; empty: no recorder"),
     ("task", "", "task text of the recorded episodes (default: instruction, else recorder.yaml's)"),
+    ("dry_run", "false", "true: the executor publishes commands only to /smolvla/dry_run_command, never to the arm"),
     # Passed to so100_driver's launch when use_sim is false.
     ("port", "/dev/ttyACM0", "serial device of the SO-100 bus"),
     ("calibration_file", "", "LeRobot calibration JSON of the arm (driver; policy, for LeRobot's joint units)"),
@@ -105,6 +106,7 @@ def _graph(context):
         dtype=optional("dtype"),
         record_dir=optional("record_dir", Path),
         task=optional("task"),
+        dry_run=flag("dry_run", value("dry_run")),
     )
     config_dir = value("config_dir") or PathJoinSubstitution([FindPackageShare("smolvla_ros"), "config"]).perform(
         context

@@ -43,6 +43,7 @@ setup(
             "smolvla_eval_async = smolvla_ros.eval_async:main",
             "smolvla_set_instruction = smolvla_ros.set_instruction:main",
             "smolvla_episode = smolvla_ros.episode:main",
+            "smolvla_chaos = smolvla_ros.chaos:main",
         ],
     },
 )

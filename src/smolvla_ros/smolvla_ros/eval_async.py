@@ -62,7 +62,7 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
         control_rate=args.control_rate,
         extra={
             # The executor's step clamp is per tick: keep the same 3 rad/s whatever the rate.
-            "executor": {"max_step": 3.0 / args.control_rate, "tick_clock": args.tick_clock},
+            "executor": {"max_velocity": 3.0, "tick_clock": args.tick_clock},
             "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras else {"camera_rate": 0.0})},
             # The expert fills the ticks the wall clock drops; with the action clock nothing is dropped.
             "policy": {"latency": args.latency, "latency_compensation": args.tick_clock == "wall"},

@@ -1,11 +1,16 @@
 """Action-queue executor node `smolvla_executor`: thin ROS wiring around smolvla.async_inference.
 
-Every control tick (timer at control_rate) runs ControlLoop.step(): with a fresh joint state it pops one action
-from AsyncActionQueue, passes it through CommandSafety (first command = measured state, joint limits, maximum step,
-hold on starvation) and publishes it to the position controller; when the queue asks for a chunk it publishes a
-ChunkRequest for the current tick. Without a joint state younger than `joint_state_timeout` the tick holds: the last
-command again (nothing before the first), no action used up, no chunk request. Chunks (ActionChunk) and policy
-outcomes (PolicyStatus) arrive on other threads and go straight into the thread-safe queue.
+Every control tick (timer at control_rate) runs ControlLoop.step(): with a fresh, plausible joint state it pops one
+action from AsyncActionQueue, passes it through CommandSafety (first command = measured state, joint limits,
+velocity and acceleration limits, braking hold on starvation) and publishes it to the position controller (or, with
+`dry_run`, only to the dry-run topic); when the queue asks for a chunk it publishes a ChunkRequest for the current
+tick. Without a usable joint state (none younger than `joint_state_timeout`, or a fault: outside the joint limits,
+or far from the held command after an outage) the tick holds: braking from the last command (nothing before the
+first), no action used up, no chunk request. Chunks (ActionChunk) go through ControlLoop.offer_chunk() (rate check,
+gate on absurd chunks, queue); policy outcomes (PolicyStatus) go to the thread-safe queue.
+
+Parameters are validated (smolvla.async_inference.parameters) when set, not only at configure: a bad value is
+refused with the reason. Those in parameters.LIVE apply at once; the others are read-only.
 
 Managed node (rclpy lifecycle): commands are sent only while active. Deactivation and shutdown publish one hold
 command (the last command) and log it, then stop commanding. With `autostart: true` (the default, for running
@@ -21,29 +26,27 @@ from collections.abc import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from smolvla.async_inference import (
-    AsyncActionQueue,
-    CommandSafety,
-    ControlLoop,
-    ControlTick,
-    QueueConfig,
-    QueueStatus,
-    TrajectoryStream,
-)
+from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueStatus, TrajectoryStream
+from smolvla.async_inference.parameters import LIVE, apply_live, build_control_loop
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
-from smolvla_ros.node_runner import run_node
+from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
 
 NODE_NAME = "smolvla_executor"
+# Subscription depth of the chunk and policy-status topics.
+FLOOD_DEPTH = 100
+# Parameters that take one number for every joint or a list with one per joint.
+PER_JOINT = ("max_velocity", "max_acceleration", "gate_max_jump")
 OUTPUTS = ("position", "trajectory")
 
 # Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
@@ -56,8 +59,19 @@ PARAMETERS: dict[str, object] = {
     "joint_names": JOINTS,
     "joint_lower_limits": LOWER,
     "joint_upper_limits": UPPER,
-    # One number for every joint or one per joint (dynamically typed parameter).
-    "max_step": [0.1, 0.1, 0.1, 0.1, 0.1, 0.3],
+    # Velocity (rad/s) and acceleration (rad/s^2) limits of the commands: one number for every joint or one per
+    # joint (dynamically typed parameters).
+    "max_velocity": [3.0, 3.0, 3.0, 3.0, 3.0, 9.0],
+    "max_acceleration": [30.0, 30.0, 30.0, 30.0, 30.0, 90.0],
+    "joint_limit_tolerance": 0.05,
+    "resume_tolerance": 0.2,
+    # The gate on absurd chunks.
+    "gate_max_jump": [0.5, 0.5, 0.5, 0.5, 0.5, 2.0],
+    "gate_limit_margin": 0.1,
+    "gate_outside_fraction": 0.5,
+    "resample_chunks": False,
+    "dry_run": False,
+    "dry_run_topic": "/smolvla/dry_run_command",
     "control_rate": 30.0,
     "chunk_size": 50,
     "mode": "async",
@@ -89,69 +103,64 @@ class ExecutorNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         for name, default in PARAMETERS.items():
-            descriptor = ParameterDescriptor(dynamic_typing=name == "max_step")
+            # Parameters the running executor cannot apply are read-only, so `ros2 param set` says so instead of
+            # reporting success and changing nothing.
+            descriptor = ParameterDescriptor(dynamic_typing=name in PER_JOINT, read_only=name not in LIVE)
             self.declare_parameter(name, default, descriptor)
         self.autostart = bool(self.get_parameter("autostart").value)
         # Serialises control ticks with the hold on deactivation, so no command follows the hold.
         self._control_lock = threading.Lock()
         self._active = False
+        self._loop: ControlLoop | None = None
+        self._stream: TrajectoryStream | None = None
         self._chunks_invalid = 0
+        self._chunk_log = BurstLog()
+        self._fault_log = BurstLog()
         self._shut_down = False
         self._entities: list[tuple[Callable, object]] = []  # (destroy function, entity), created on configure
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         try:
-            self._build_core(p)
+            if p["output"] not in OUTPUTS:
+                raise ValueError(f"output must be one of {OUTPUTS}, got {p['output']!r}")
+            self._loop = build_control_loop(p)
+            self._queue, self._safety = self._loop.queue, self._loop.safety
+            self._period = self._queue.config.control_period
+            # A dry run publishes one JointState per tick, whatever the output.
+            streaming = p["output"] == "trajectory" and not p["dry_run"]
+            self._stream = TrajectoryStream(self._safety, self._period) if streaming else None
             self._params = p
             self._create_entities(p)
-        except (ValueError, TypeError, NameValidationException) as error:
+        except (ValueError, TypeError, OverflowError, NameValidationException) as error:
             self._destroy_entities()
+            self._loop = None
             self.get_logger().error(f"invalid parameters, staying unconfigured: {error}")
             return TransitionCallbackReturn.FAILURE
+        dry = f", DRY RUN: commands only on {p['dry_run_topic']}" if p["dry_run"] else ""
         self.get_logger().info(
             f"configured: {len(p['joint_names'])} joints at {p['control_rate']:g} Hz, mode {p['mode']} "
             f"(g = {self._queue.threshold():.2f}), n = {p['chunk_size']}, tick clock {p['tick_clock']}, "
-            f"output {p['output']}"
+            f"output {p['output']}{dry}"
         )
         return TransitionCallbackReturn.SUCCESS
 
-    def _build_core(self, p: dict) -> None:
-        if p["output"] not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {p['output']!r}")
-        for name in ("control_rate", "diagnostics_rate"):
-            if not p[name] > 0:
-                raise ValueError(f"{name} must be > 0 Hz, got {p[name]}")
-        if p["status_rate"] < 0:
-            raise ValueError(f"status_rate must be >= 0 Hz (0: every tick), got {p['status_rate']}")
-        self._period = 1.0 / p["control_rate"]
-        joints = list(p["joint_names"])
-        max_step = p["max_step"]
-        if isinstance(max_step, int | float):
-            max_step = [float(max_step)] * len(joints)
-        self._safety = CommandSafety(joints, p["joint_lower_limits"], p["joint_upper_limits"], max_step)
-        config = QueueConfig(
-            chunk_size=p["chunk_size"],
-            control_period=self._period,
-            mode=p["mode"],
-            threshold=p["threshold"],
-            auto_margin=p["auto_margin"],
-            aggregation=p["aggregation"],
-            similarity_epsilon=p["similarity_epsilon"],
-            max_in_flight=p["max_in_flight"],
-            request_timeout=p["request_timeout"],
-            failure_backoff=p["failure_backoff"],
-            tick_clock=p["tick_clock"],
-        )
-        self._queue = AsyncActionQueue(config, self._safety.ranges)
-        self._loop = ControlLoop(self._queue, self._safety, p["joint_state_timeout"])
-        self._stream = (
-            TrajectoryStream(self._safety.lower, self._safety.upper, self._safety.max_step, self._period)
-            if p["output"] == "trajectory"
-            else None
-        )
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        values = {name: self.get_parameter(name).value for name in PARAMETERS} | changes
+        try:
+            build_control_loop(values)  # validates the whole set, as the next configure would
+        except (ValueError, TypeError) as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        with self._control_lock:
+            if self._loop is not None and LIVE.intersection(changes):
+                apply_live(self._loop, values)
+                self._params.update((name, changes[name]) for name in LIVE.intersection(changes))
+                self.get_logger().info(f"applied {changes} (g = {self._queue.threshold():.2f})")
+        return SetParametersResult(successful=True)
 
     def _create_entities(self, p: dict) -> None:
         def publisher(msg_type, topic: str):
@@ -165,7 +174,9 @@ class ExecutorNode(LifecycleNode):
         def timer(rate: float, callback) -> None:
             self._entities.append((self.destroy_timer, self.create_timer(1.0 / rate, callback)))
 
-        if p["output"] == "position":
+        if p["dry_run"]:
+            self._command_pub = publisher(JointState, p["dry_run_topic"])
+        elif p["output"] == "position":
             self._command_pub = publisher(Float64MultiArray, p["command_topic"])
         else:
             self._command_pub = publisher(JointTrajectory, p["trajectory_topic"])
@@ -173,8 +184,10 @@ class ExecutorNode(LifecycleNode):
         self._status_pub = publisher(ExecutorStatus, p["executor_status_topic"])
         self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
         subscription(JointState, p["joint_state_topic"], self._on_joint_state, qos_profile_sensor_data)
-        subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, 10)
-        subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, 10)
+        # Deep queues: a burst of rogue messages must not push out the policy's answer before it is read (a request or
+        # chunk lost anyway is re-issued after a time tied to the measured latency, see AsyncActionQueue).
+        subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, FLOOD_DEPTH)
+        subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, FLOOD_DEPTH)
         timer(p["control_rate"], self._on_tick)
         timer(p["diagnostics_rate"], self._publish_diagnostics)
         if p["status_rate"] > 0:
@@ -204,9 +217,14 @@ class ExecutorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def autostart_transitions(self) -> None:
-        """With `autostart`, configure and activate now, as a lifecycle manager would."""
-        if self.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        """With `autostart`, configure and activate now, as a lifecycle manager would. A failed configure ends the
+        process (exit status EXIT_CANNOT_START), so a launcher sees it: the parameters it refused are read-only."""
+        if not self.autostart:
+            return
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().fatal("autostart: configure failed (reason above), exiting")
+            raise SystemExit(EXIT_CANNOT_START)
+        self.trigger_activate()
 
     def close(self) -> None:
         """Hold and stop commanding (the shutdown transition), unless a lifecycle manager already shut it down."""
@@ -256,7 +274,13 @@ class ExecutorNode(LifecycleNode):
 
     def _log_joint_state_hold(self, tick: ControlTick) -> None:
         topic = self._params["joint_state_topic"]
-        if tick.state.positions is None:
+        if tick.fault:
+            suppressed = self._fault_log.report(self._now(), tick.fault_kind)
+            if suppressed is not None:
+                held = "holding the last command" if tick.command is not None else "nothing commanded"
+                more = f" ({suppressed} more such ticks since the last message)" if suppressed else ""
+                self.get_logger().error(f"not acting on the joint state from {topic}: {tick.fault}; {held}{more}")
+        elif tick.state.positions is None:
             self.get_logger().warning(f"waiting for joint states on {topic}", throttle_duration_sec=5.0)
         elif not tick.state.fresh:
             held = "holding the last command" if tick.command is not None else "nothing commanded yet"
@@ -264,12 +288,6 @@ class ExecutorNode(LifecycleNode):
                 f"no joint state on {topic} for {tick.state.age:.2f} s (joint_state_timeout "
                 f"{self._loop.joint_states.timeout:g} s): {held}, action queue paused, no chunk requests",
                 throttle_duration_sec=2.0,
-            )
-        elif tick.restarted:
-            self.get_logger().warning(
-                f"joint states on {topic} are fresh again after {tick.resumed_after} held ticks, but the arm moved "
-                f"more than max_step from the held command while unobserved: commanding restarts from its measured "
-                f"position ({tick.queue.queue_length} actions queued)"
             )
         elif tick.resumed_after:
             self.get_logger().info(
@@ -297,7 +315,11 @@ class ExecutorNode(LifecycleNode):
 
     def _publish_command(self, positions: np.ndarray) -> None:
         values = [float(x) for x in positions]
-        if self._params["output"] == "position":
+        if self._params["dry_run"]:
+            msg = JointState(name=list(self._safety.joint_names), position=values)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._command_pub.publish(msg)
+        elif self._params["output"] == "position":
             self._command_pub.publish(Float64MultiArray(data=values))
         else:
             point = JointTrajectoryPoint(positions=values, time_from_start=seconds_to_duration(self._period))
@@ -318,27 +340,28 @@ class ExecutorNode(LifecycleNode):
         try:
             data = chunk_from_msg(msg)
             actions = self._safety.validate_chunk(data.joint_names, data.actions)
-        except ValueError as error:
+            outcome = self._loop.offer_chunk(data.request_id, data.first_tick, actions, data.control_period, now)
+        except ValueError as error:  # InvalidChunkError included
             self._chunks_invalid += 1
             # The request got no usable answer: free its slot now rather than after the timeout.
             self._queue.request_failed(msg.request_id, now)
-            self.get_logger().warning(f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
+            self._log_chunk(now, "invalid", f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
             return
-        if abs(data.control_period - self._period) > 1e-4:
-            self.get_logger().warning(
-                f"chunks are spaced {data.control_period:.4f} s apart but the control period is {self._period:.4f} s: "
-                "they are played at the executor's rate",
-                throttle_duration_sec=60.0,
-            )
-        if len(actions) != self._params["chunk_size"]:
+        if not outcome.accepted:
+            line = f"chunk {msg.chunk_id} (request {msg.request_id}) not used: {outcome.reason}"
+            self._log_chunk(now, outcome.kind, line)
+        elif len(actions) != self._params["chunk_size"]:
             self.get_logger().warning(
                 f"chunks hold {len(actions)} actions but chunk_size is {self._params['chunk_size']}: "
                 "the threshold g is relative to chunk_size",
                 throttle_duration_sec=60.0,
             )
-        outcome = self._queue.add_chunk(data.request_id, data.first_tick, actions, now)
-        if not outcome.accepted:
-            self.get_logger().info(f"chunk {msg.chunk_id} not used: {outcome.reason}")
+
+    def _log_chunk(self, now: float, kind: str, line: str) -> None:
+        suppressed = self._chunk_log.report(now, kind)
+        if suppressed is not None:
+            more = f" ({suppressed} more chunks not used since the last message)" if suppressed else ""
+            self.get_logger().warning(line + more)
 
     def _on_policy_status(self, msg: PolicyStatus) -> None:
         if not msg.ok and self._queue.request_failed(msg.request_id, self._now()):
@@ -365,8 +388,12 @@ class ExecutorNode(LifecycleNode):
             requests_skipped=s.requests_skipped,
             chunks_received=s.chunks_received,
             chunks_rejected=self._chunks_invalid + s.chunks_unmatched + s.chunks_superseded,
+            chunks_gated=s.chunks_gated,
+            chunks_wrong_rate=s.chunks_wrong_rate,
             commands_clamped=self._safety.commands_clamped,
             ticks_without_joint_state=self._loop.ticks_without_state,
+            joint_state_faults=self._loop.joint_state_faults,
+            dry_run=self._params["dry_run"],
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
         )
@@ -376,13 +403,18 @@ class ExecutorNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         s = self._queue.status()
         state = self._loop.joint_states.check(self._now())
-        level, message = _diagnostic_level(self._active, s, state.age, self._loop.joint_states.timeout)
+        level, message = _diagnostic_level(
+            self._active, s, state.age, self._loop.joint_states.timeout, self._loop.fault
+        )
+        if self._params["dry_run"]:
+            message = f"dry run, commands only on {self._params['dry_run_topic']}: {message}"
         values = {
             "joint_state_age": f"{state.age:.3f}",
             "invalid_chunks": str(self._chunks_invalid),
             "commands_clamped": str(self._safety.commands_clamped),
             "commands_held": str(self._safety.commands_held),
             "ticks_without_joint_state": str(self._loop.ticks_without_state),
+            "joint_state_faults": str(self._loop.joint_state_faults),
             **{k: str(v) for k, v in vars(s).items()},
         }
         status = DiagnosticStatus(
@@ -399,9 +431,13 @@ class ExecutorNode(LifecycleNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
 
-def _diagnostic_level(active: bool, s: QueueStatus, state_age: float, state_timeout: float) -> tuple[bytes, str]:
+def _diagnostic_level(
+    active: bool, s: QueueStatus, state_age: float, state_timeout: float, fault: str
+) -> tuple[bytes, str]:
     if not active:
         return DiagnosticStatus.WARN, "inactive: holding, not commanding"
+    if fault:
+        return DiagnosticStatus.ERROR, f"holding: {fault}"
     if state_age == math.inf:
         return DiagnosticStatus.ERROR, "no joint state received yet: waiting, nothing commanded"
     if state_age > state_timeout:

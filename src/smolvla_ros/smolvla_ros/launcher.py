@@ -366,6 +366,8 @@ class GraphOptions:
         checkpoint that does not state them, and the arm's LeRobot calibration file that converts LeRobot's units.
     record_dir: start the episode recorder (recorder_node, config/recorder.yaml) writing into this directory.
     task: the recorder's task text (task.txt of each episode); None: the instruction if given, else the file's.
+    dry_run: the executor runs everything but publishes its commands only to its dry-run topic, never to a
+        controller (check a new checkpoint's outputs before torque is on).
     extra: further overrides, {node label: {parameter: value}} (labels: robot, policy, executor, recorder).
     """
 
@@ -387,6 +389,7 @@ class GraphOptions:
     config_dir: Path | None = None
     record_dir: Path | None = None
     task: str | None = None
+    dry_run: bool = False
     extra: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
@@ -502,14 +505,15 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
             chunk_size = checkpoint_chunk_size(options.checkpoint)
         # A chunk holds one action per frame of the data it was trained on: the checkpoint's rate is the rate.
         fps = checkpoint_fps(options.checkpoint) or options.fps
+        resample = bool(options.extra.get("executor", {}).get("resample_chunks", False))
         if control_rate is None:
             control_rate = fps
-        elif fps is not None and control_rate != fps:
+        elif fps is not None and control_rate != fps and not resample:
             raise ValueError(
                 f"control rate {control_rate:g} Hz differs from the checkpoint's {fps:g} fps: its chunks hold one "
                 f"action per 1/{fps:g} s, so the arm would move {control_rate / fps:.2g} times as fast as it was "
-                "trained to. Leave the control rate unset (it follows the checkpoint); resampling chunks to another "
-                "rate is not supported"
+                "trained to. Leave the control rate unset (it follows the checkpoint), or ask the executor to "
+                "resample the chunks in time (executor.resample_chunks=true)"
             )
     rate = {} if control_rate is None else {"control_rate": float(control_rate)}
     chunk = {} if chunk_size is None else {"chunk_size": int(chunk_size)}
@@ -541,6 +545,8 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         executor_params["threshold"] = float(options.g)
     if options.output is not None:
         executor_params["output"] = options.output
+    if options.dry_run:
+        executor_params["dry_run"] = True
     plans.append(NodePlan("executor", "executor_node", "smolvla_executor", "executor.yaml", executor_params))
     if options.record_dir is not None:
         # Absolute, so the episodes land where the user meant whatever directory the node process runs in.
@@ -579,7 +585,7 @@ def _parse_override(text: str) -> tuple[str, str, object]:
     target, sep, raw = text.partition("=")
     node, dot, param = target.partition(".")
     if not sep or not dot or not node or not param:
-        raise argparse.ArgumentTypeError(f"expected NODE.PARAM=VALUE (e.g. executor.max_step=0.05), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NODE.PARAM=VALUE (e.g. executor.max_velocity=1.5), got {text!r}")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -644,7 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="any further parameter override; NODE is robot, policy, executor or recorder (repeatable)",
     )
     parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds to wait after SIGINT before killing")
-    parser.add_argument("--dry-run", action="store_true", help="print the command lines and exit")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="the executor publishes its commands only to /smolvla/dry_run_command, never to the arm's controller",
+    )
+    parser.add_argument("--print-commands", action="store_true", help="print the command lines and exit")
     return parser
 
 
@@ -675,13 +686,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config_dir=args.config_dir,
                 record_dir=args.record,
                 task=args.task,
+                dry_run=args.dry_run,
                 extra=extra,
             )
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"smolvla_launch: {error}", file=sys.stderr)
         return 2
-    if args.dry_run:
+    if args.print_commands:
         for spec in specs:
             print(f"{spec.name}: {' '.join(spec.argv())}")
         return 0

@@ -38,7 +38,7 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         recorded.append(episode)
     # Recording starts after the reset: the first frame is near the home pose, although the first episode ended with
     # the arm at the target. Near, not at: a bag starts once every topic has sent, and under load the first camera
-    # frame may come a few control ticks after the executor started moving the arm (at most max_step per tick).
+    # frame may come a few control ticks after the executor started moving the arm (at most max_velocity).
     first, second = recorded
     for episode in recorded:
         assert np.max(np.abs(episode.state[0] - HOME_POSITION)) < 0.35, (episode.path, episode.state[0])

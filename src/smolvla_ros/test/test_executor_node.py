@@ -4,14 +4,19 @@ subscriber) and the policy (answers chunk requests)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -27,12 +32,15 @@ JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_ro
 Q0 = np.array([0.1, -0.2, 0.3, 0.0, 0.5, 0.2])
 N = 20
 RATE = 30.0
-MAX_STEP = 0.05
+MAX_STEP = 0.05  # rad per tick: max_velocity = MAX_STEP * RATE
+LOWER = np.array([-1.91986, -1.74533, -1.69, -1.65806, -2.74385, -0.17453])  # config/executor.yaml
+UPPER = np.array([1.91986, 1.74533, 1.69, 1.65806, 2.84121, 1.74533])
 
 
 class RobotAndPolicy:
     """An arm that tracks its commands exactly: publishes the last command as its joint state (Q0 before the first;
-    only while `publishing_state`); records commands and status; answers chunk requests with `answer(request)`."""
+    `state_override` instead when set; only while `publishing_state`); records commands and status; answers chunk
+    requests with `answer(request)`."""
 
     def __init__(self, ros) -> None:
         self.node = ros.node("executor_test_peer")
@@ -41,6 +49,7 @@ class RobotAndPolicy:
         self.status: ExecutorStatus | None = None
         self.answer = self.ramp_chunk
         self.publishing_state = True
+        self.state_override: np.ndarray | None = None
         self.chunk_id = 0
         self.state_pub = self.node.create_publisher(JointState, "/joint_states", 10)
         self.chunk_pub = self.node.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
@@ -53,6 +62,8 @@ class RobotAndPolicy:
     def publish_state(self) -> None:
         if self.publishing_state:
             position = self.commands[-1][1] if self.commands else Q0
+            if self.state_override is not None:
+                position = self.state_override
             self.state_pub.publish(JointState(name=JOINTS, position=position.tolist()))
 
     def on_command(self, msg: Float64MultiArray) -> None:
@@ -67,7 +78,9 @@ class RobotAndPolicy:
         if chunk is not None:
             self.chunk_pub.publish(chunk)
 
-    def make_chunk(self, request: ChunkRequest, actions: np.ndarray, joints=JOINTS) -> ActionChunk:
+    def make_chunk(
+        self, request: ChunkRequest, actions: np.ndarray, joints=JOINTS, period: float = 1.0 / RATE
+    ) -> ActionChunk:
         self.chunk_id += 1
         return chunk_to_msg(
             actions,
@@ -75,7 +88,7 @@ class RobotAndPolicy:
             request_id=request.request_id,
             chunk_id=self.chunk_id,
             first_tick=request.observation_tick + 1,
-            control_period=1.0 / RATE,
+            control_period=period,
             capture_stamp=request.capture_stamp,
             inference_latency=0.0,
             instruction="test",
@@ -93,7 +106,15 @@ class RobotAndPolicy:
 
 
 def start_executor(processes, **overrides):
-    params = {"chunk_size": N, "control_rate": RATE, "max_step": MAX_STEP, "request_timeout": 1.0, **overrides}
+    # An acceleration limit that does not shape these tests' motions unless a test sets one.
+    params = {
+        "chunk_size": N,
+        "control_rate": RATE,
+        "max_velocity": MAX_STEP * RATE,
+        "max_acceleration": 1000.0,
+        "request_timeout": 1.0,
+        **overrides,
+    }
     argv = [sys.executable, "-m", "smolvla_ros.executor_node", "--ros-args", "--params-file", str(CONFIG)]
     for name, value in params.items():
         argv += ["-p", f"{name}:={value}"]
@@ -204,12 +225,50 @@ def test_joint_states_stop_mid_motion_hold_without_consuming_the_queue_then_resu
     assert "joint states on /joint_states are fresh again after" in logs
 
 
-def test_a_joint_state_timeout_that_is_not_positive_fails_configure(ros, processes):
-    executor = start_executor(processes, joint_state_timeout=0.0)
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("joint_state_timeout", 0.0, "joint_state_timeout must be within [0.001, 60], got 0.0"),
+        ("control_rate", 1e-300, "control_rate must be within [1, 1000], got 1e-300"),
+    ],
+)
+def test_invalid_parameters_fail_configure_with_the_reason_and_end_the_process(ros, processes, name, value, message):
+    executor = start_executor(processes, **{name: value})
     peer = RobotAndPolicy(ros)
-    ros.wait_for(lambda: "staying unconfigured" in processes.logs(), 30.0, "configure to fail")
-    assert "joint_state_timeout must be > 0 seconds, got 0.0" in processes.logs()
-    assert executor.poll() is None and not peer.commands  # alive, unconfigured, silent
+    ros.wait_for(lambda: executor.poll() is not None, 30.0, "the executor to exit")
+    assert executor.returncode == 2 and not peer.commands  # a launcher sees it; nothing was commanded
+    logs = processes.logs()
+    assert "invalid parameters, staying unconfigured: " in logs and message in logs
+    assert "autostart: configure failed" in logs and "Traceback" not in logs
+
+
+def test_parameters_are_validated_when_set_and_the_live_ones_apply_at_once(ros, processes):
+    executor = start_executor(processes, mode="async", threshold=0.7)
+    peer = RobotAndPolicy(ros)
+    ros.wait_for(lambda: peer.status is not None and peer.command_count() > 5, 30.0, "commands")
+    client = peer.node.create_client(SetParameters, "/smolvla_executor/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+
+    def set_parameter(name: str, value) -> SetParametersResult:
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return ros.call(client, request).results[0]
+
+    assert set_parameter("threshold", 0.5).successful
+    ros.wait_for(lambda: peer.status.threshold == pytest.approx(0.5), 5.0, "g = 0.5 in effect")
+    refused = set_parameter("threshold", 7.0)
+    assert not refused.successful and "threshold must be in [0, 1], got 7.0" in refused.reason
+    refused = set_parameter("mode", "bogus")
+    assert not refused.successful and "mode must be one of" in refused.reason
+    refused = set_parameter("control_rate", -5.0)  # cannot change while running: read-only
+    assert not refused.successful and "read-only" in refused.reason
+    assert set_parameter("mode", "sync").successful
+    ros.wait_for(lambda: peer.status.mode == "sync" and peer.status.threshold == 0.0, 5.0, "sync mode in effect")
+    assert set_parameter("max_velocity", [0.3] * 6).successful  # 0.01 rad per tick
+    peer.answer = lambda request: peer.make_chunk(request, np.tile(Q0 + [0.4, 0, 0, 0, 0, 0], (N, 1)))
+    ros.wait_for(lambda: peer.commands[-1][1][0] > Q0[0] + 0.1, 20.0, "motion at the new velocity limit")
+    steps = np.diff([c[0] for _, c in peer.commands])
+    assert np.max(steps) == pytest.approx(0.01, abs=1e-9)
+    assert executor.poll() is None
     assert processes.stop(executor) == 0
 
 
@@ -232,7 +291,7 @@ def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros,
 
     def jump(request):
         actions = np.tile(Q0, (N, 1))
-        actions[:, 0] += 0.5  # ten times the maximum step
+        actions[:, 0] += 0.4  # eight times the maximum step (below the gate's jump limit)
         return peer.make_chunk(request, actions)
 
     answers = iter([nan_chunk, wrong_length, unknown_joints])
@@ -241,7 +300,7 @@ def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros,
     ros.wait_for(lambda: peer.status is not None and peer.status.chunks_rejected >= 3, 30.0, "three rejections")
     ros.wait_for(lambda: peer.status.commands_clamped >= 5, 10.0, "clamped commands")
     assert executor.poll() is None
-    ros.wait_for(lambda: peer.commands[-1][1][0] > Q0[0] + 0.45, 10.0, "the arm to reach the target in steps")
+    ros.wait_for(lambda: peer.commands[-1][1][0] > Q0[0] + 0.35, 10.0, "the arm to reach the target in steps")
     first_joint = np.array([c[0] for _, c in peer.commands])
     assert np.max(np.abs(np.diff(first_joint))) <= MAX_STEP + 1e-9
     assert peer.status.chunks_received >= 1
@@ -310,3 +369,176 @@ def test_without_autostart_it_waits_for_the_lifecycle_transitions(ros, processes
     np.testing.assert_allclose(peer.commands[0][1], Q0, atol=1e-12)
     assert processes.stop(executor) == 0
     assert "shutting down: stopped commanding motion, holding at" in processes.logs()
+
+
+def assert_safe_commands(
+    commands: list[tuple[float, np.ndarray]], max_step: float, max_step_change: np.ndarray
+) -> None:
+    """Each command within the limits; between consecutive ones at most max_step, and the step changes by at most
+    max_step_change per tick (starting at rest)."""
+    positions = np.array([c for _, c in commands])
+    assert np.all(np.isfinite(positions))
+    assert np.all(positions >= LOWER) and np.all(positions <= UPPER)
+    steps = np.diff(positions, axis=0)
+    assert np.max(np.abs(steps)) <= max_step + 1e-9
+    assert np.all(np.abs(np.diff(np.vstack([np.zeros(6), steps]), axis=0)) <= max_step_change + 1e-9)
+
+
+def test_unsafe_joint_states_are_faults_never_commanded_on_any_path(ros, processes):
+    executor = start_executor(
+        processes, max_acceleration=30.0, mode="continuous", joint_state_timeout=0.3, diagnostics_rate=10.0
+    )
+    peer = RobotAndPolicy(ros)
+    diagnostics: list[DiagnosticStatus] = []
+    peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: diagnostics.extend(msg.status), 10)
+    ros.wait_for(lambda: peer.command_count() > 10, 30.0, "commands")
+
+    def spoof(state: np.ndarray, seconds: float) -> None:
+        peer.state_override = state
+        ros.spin_for(seconds)
+        peer.state_override = None
+
+    # An outage, then one spoofed state outside the limits, then one within the limits but far from the arm.
+    peer.publishing_state = False
+    ros.wait_for(lambda: peer.status.ticks_without_joint_state > 5, 5.0, "the outage to be noticed")
+    held = peer.commands[-1][1]
+    peer.publishing_state = True
+    spoof(held + [3.0, 0, 0, 0, 0, 0], 0.5)
+    ros.wait_for(lambda: peer.status.joint_state_faults >= 5, 5.0, "faults counted")
+
+    def diagnosed(text: str) -> bool:
+        return any(d.level == DiagnosticStatus.ERROR and text in d.message for d in diagnostics)
+
+    ros.wait_for(lambda: diagnosed("outside the joint limits"), 2.0, "an ERROR diagnostic on the limits")
+    faults = peer.status.joint_state_faults
+    spoof(held + [0.8, 0, 0, 0, 0, 0], 0.5)
+    ros.wait_for(lambda: peer.status.joint_state_faults >= faults + 5, 5.0, "faults counted")
+    ros.wait_for(lambda: diagnosed("from the held command"), 2.0, "an ERROR diagnostic on the resume")
+    # The real state is back: the ramp resumes.
+    resumed_from = peer.command_count()
+    ros.wait_for(lambda: peer.commands[-1][1][0] > peer.commands[resumed_from - 1][1][0], 5.0, "motion again")
+
+    # Re-activation while the state is outside the limits: nothing is commanded until it is back inside.
+    assert peer.lifecycle.wait_for_service(timeout_sec=10.0)
+    deactivate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    assert ros.call(peer.lifecycle, deactivate).success
+    stopped = peer.command_count()
+    peer.state_override = np.array([0.1, -0.2, 0.3, 0.0, 0.5, 1.95])  # gripper 0.2 rad past its limit
+    ros.spin_for(0.2)
+    activate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE))
+    assert ros.call(peer.lifecycle, activate).success
+    ros.spin_for(0.7)
+    assert peer.command_count() == stopped
+    peer.state_override = None
+    ros.wait_for(lambda: peer.command_count() > stopped + 5, 5.0, "commands from the real state")
+    np.testing.assert_allclose(peer.commands[stopped][1], peer.commands[stopped - 1][1], atol=1e-12)
+
+    max_step_change = np.array([30.0] * 6) / RATE**2  # max_acceleration per tick^2
+    assert_safe_commands(peer.commands[:stopped], MAX_STEP, max_step_change)
+    assert_safe_commands(peer.commands[stopped:], MAX_STEP, max_step_change)
+    assert processes.stop(executor) == 0
+    logs = processes.logs()
+    assert "not acting on the joint state from /joint_states: joint state outside the joint limits" in logs
+    assert "shoulder_pan" in logs and "gripper 1.950 not in [-0.175, 1.745]" in logs
+
+
+def test_chunks_in_wrong_units_or_at_another_rate_never_reach_the_command_topic(ros, processes):
+    executor = start_executor(processes, mode="sync")
+    peer = RobotAndPolicy(ros)
+    ramp = peer.ramp_chunk
+
+    def degrees(request):  # a LeRobot checkpoint in degrees, run as if it spoke radians
+        chunk = ramp(request)
+        for point in chunk.trajectory.points:
+            point.positions = np.degrees(point.positions).tolist()
+        return chunk
+
+    def slow(request):  # a 10 Hz policy under a 30 Hz executor
+        chunk = ramp(request)
+        return peer.make_chunk(request, np.array([p.positions for p in chunk.trajectory.points]), period=0.1)
+
+    peer.answer = degrees
+    ros.wait_for(lambda: peer.status is not None and peer.status.chunks_gated >= 4, 30.0, "gated chunks")
+    peer.answer = slow
+    ros.wait_for(lambda: peer.status.chunks_wrong_rate >= 3, 10.0, "chunks refused for their rate")
+    assert peer.command_count() > 30
+    np.testing.assert_allclose(np.array([c for _, c in peer.commands]), np.tile(Q0, (peer.command_count(), 1)))
+    assert peer.status.chunks_received == 0 and peer.status.active
+    peer.answer = ramp
+    ros.wait_for(lambda: peer.commands[-1][1][0] > Q0[0] + 0.01, 10.0, "motion from a chunk in radians")
+    assert processes.stop(executor) == 0
+    logs = processes.logs()
+    assert "wrong units?" in logs and "0.100000 s apart but the control period is 0.033333 s" in logs
+    assert logs.count("wrong units?") < peer.status.chunks_gated  # once per burst, not once per chunk
+
+
+def test_dry_run_publishes_only_to_the_dry_run_topic(ros, processes):
+    executor = start_executor(processes, mode="continuous", dry_run="true")
+    peer = RobotAndPolicy(ros)
+    dry: list[JointState] = []
+    trajectories: list[JointTrajectory] = []
+    peer.node.create_subscription(JointState, "/smolvla/dry_run_command", dry.append, 10)
+    peer.node.create_subscription(
+        JointTrajectory, "/joint_trajectory_controller/joint_trajectory", trajectories.append, 10
+    )
+    peer.state_override = Q0  # the arm does not move: nothing drives it
+    ros.wait_for(lambda: len(dry) > 30, 30.0, "dry-run commands")
+    assert list(dry[0].name) == JOINTS
+    np.testing.assert_allclose(dry[0].position, Q0, atol=1e-12)
+    assert dry[-1].position[0] > Q0[0] + 0.01  # requests, queue and safety run: the ramp is executed
+    assert not peer.commands and not trajectories  # nothing on any controller's topic
+    assert peer.status.dry_run and peer.status.requests_sent > 0
+    assert processes.stop(executor) == 0
+
+
+def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log(ros, processes):
+    executor = start_executor(processes, mode="continuous", similarity_epsilon=0.0)
+    peer = RobotAndPolicy(ros)
+    ros.wait_for(lambda: peer.status is not None and peer.status.chunks_received > 3, 30.0, "chunks")
+    rogue = ros.node("rogue_publisher")
+    pub = rogue.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
+    actions = np.tile(Q0, (N, 1))
+    rogue_msg = chunk_to_msg(
+        actions,
+        JOINTS,
+        request_id=10**9,
+        chunk_id=1,
+        first_tick=1,
+        control_period=1 / RATE,
+        capture_stamp=Time(),
+        inference_latency=0.0,
+        instruction="rogue",
+    )
+    long_msg = chunk_to_msg(
+        np.tile(Q0, (10_000, 1)),
+        JOINTS,
+        request_id=10**9 + 1,
+        chunk_id=2,
+        first_tick=1,
+        control_period=1 / RATE,
+        capture_stamp=Time(),
+        inference_latency=0.0,
+        instruction="rogue",
+    )
+    received_before, sent = peer.status.chunks_received, 0
+
+    def flood() -> None:  # as fast as this process can publish
+        nonlocal sent
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            pub.publish(long_msg if sent % 100 == 0 else rogue_msg)
+            sent += 1
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    ros.spin_for(2.0)  # meanwhile the test's arm and policy keep running
+    flooder.join()
+    rate = sent / 2.0
+    during = peer.status.chunks_received - received_before
+    assert during >= 3, f"only {during} of the policy's chunks used during a {rate:.0f} Hz flood"
+    assert peer.status.chunks_rejected >= 10 and executor.poll() is None
+    assert peer.commands[-1][1][0] > Q0[0]  # still executing the policy's ramp
+    assert processes.stop(executor) == 0
+    logs = processes.logs()
+    lines = logs.count("not used: request_id 1000000000") + logs.count("more than 4 x chunk_size")
+    assert 1 <= lines <= 6, f"{lines} log lines for {sent} rogue chunks at {rate:.0f} Hz"

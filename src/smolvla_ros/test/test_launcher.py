@@ -221,7 +221,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
             chunk_size=20,
             cameras=("/camera/front/image_raw", "/camera/wrist/image_raw"),
             config_dir=config_dir,
-            extra={"executor": {"max_step": 0.05}},
+            extra={"executor": {"max_velocity": 1.5}},
         )
     )
     assert [s.name for s in specs] == ["robot", "policy", "executor"]
@@ -238,7 +238,7 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
         "chunk_size": 20,
         "mode": "async",
         "threshold": 0.6,
-        "max_step": 0.05,
+        "max_velocity": 1.5,
     }
     expert = graph_nodes(GraphOptions(policy="expert", chunk_size=50, config_dir=config_dir))
     assert [Path(s.command[0]).name for s in expert] == ["expert_policy_node", "executor_node"]
@@ -311,6 +311,10 @@ def test_the_control_rate_follows_the_checkpoint_and_another_rate_is_refused(tmp
     assert recorder[-1].parameters["camera_topics"] == ["/a"]  # the recorder records the mapped topics
     with pytest.raises(ValueError, match="differs from the checkpoint's 20 fps"):
         graph_plan(GraphOptions(checkpoint=str(lerobot), fps=20.0, control_rate=10.0))
+    resampled = GraphOptions(
+        checkpoint=str(lerobot), fps=20.0, control_rate=10.0, extra={"executor": {"resample_chunks": True}}
+    )
+    assert graph_plan(resampled)[-1].parameters == {"control_rate": 10.0, "resample_chunks": True}
 
 
 def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
@@ -360,12 +364,16 @@ def test_executor_output_follows_the_driver_command_controllers():
     assert graph_plan(GraphOptions())[-1].parameters == {}  # nothing given: the file's output
 
 
-def test_cli_dry_run_and_errors(config_dir, capsys):
-    argv = ["--sim", "--policy", "expert", "--config-dir", str(config_dir), "--instruction", "stack", "--dry-run"]
-    assert main([*argv, "--set", "executor.max_step=0.05", "--set", "robot.render=false"]) == 0
+def test_cli_print_commands_dry_run_and_errors(config_dir, capsys):
+    argv = ["--sim", "--policy", "expert", "--config-dir", str(config_dir), "--instruction", "stack"]
+    argv.append("--print-commands")
+    assert main([*argv, "--set", "executor.max_velocity=1.5", "--set", "robot.render=false"]) == 0
     out = capsys.readouterr().out
     assert "robot: " in out and "sim_arm_node --ros-args --params-file" in out and "render:=false" in out
-    assert 'instruction:="stack"' in out and "max_step:=0.05" in out and "recorder: " not in out
+    assert 'instruction:="stack"' in out and "max_velocity:=1.5" in out and "recorder: " not in out
+    assert "dry_run" not in out
+    assert main([*argv, "--dry-run"]) == 0  # the executor publishes to its dry-run topic only
+    assert "executor_node --ros-args" in (out := capsys.readouterr().out) and "dry_run:=true" in out
     assert main([*argv, "--record", str(config_dir / "eps"), "--task", "stack it"]) == 0
     out = capsys.readouterr().out
     assert f"recorder_node --ros-args --params-file {config_dir / 'recorder.yaml'}" in out
@@ -374,7 +382,7 @@ def test_cli_dry_run_and_errors(config_dir, capsys):
     assert "g must be within" in capsys.readouterr().err
     assert main(["--mode", "sync", "-g", "0.5", "--config-dir", str(config_dir)]) == 2
     assert "g is not used in mode sync" in capsys.readouterr().err
-    assert main(["--output", "trajectory", "--config-dir", str(config_dir), "--dry-run"]) == 0
+    assert main(["--output", "trajectory", "--config-dir", str(config_dir), "--print-commands"]) == 0
     assert 'output:="trajectory"' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--set", "nodot=1"])
@@ -401,6 +409,7 @@ def test_smolvla_launch_runs_the_simulated_graph_and_stops_it_cleanly_on_ctrl_c(
         try:
             ros.wait_for(lambda: len(chunks) >= 2 and len(commands) >= 60, 90.0, "chunks and commands from the graph")
             ros.wait_for(lambda: "writing from now on" in log_path.read_text(), 30.0, "the recorder to start its bag")
+            ros.spin_for(2.0)  # a bag of a few seconds, however late the recorder started on a loaded machine
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(30)

@@ -8,9 +8,11 @@ action i is for tick k + 1 + i (first_tick = k + 1). Actions for ticks already e
 """
 
 from smolvla.async_inference.aggregation import AGGREGATIONS, aggregate
+from smolvla.async_inference.burst import BurstLog
 from smolvla.async_inference.config import MODES, QueueConfig
 from smolvla.async_inference.control import ControlLoop, ControlTick, JointStateCheck, JointStateMonitor
 from smolvla.async_inference.core import AsyncActionQueue, ChunkOutcome, QueueStatus, RequestSpec, TickResult
+from smolvla.async_inference.gate import ChunkGate
 from smolvla.async_inference.latency import LatencyEstimator
 from smolvla.async_inference.safety import CommandSafety, InvalidChunkError, SafeCommand
 from smolvla.async_inference.similarity import SimilarityFilter
@@ -20,6 +22,8 @@ __all__ = [
     "AGGREGATIONS",
     "MODES",
     "AsyncActionQueue",
+    "BurstLog",
+    "ChunkGate",
     "ChunkOutcome",
     "ControlLoop",
     "ControlTick",

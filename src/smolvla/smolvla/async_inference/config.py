@@ -34,8 +34,10 @@ class QueueConfig:
         last observation whose chunk was used; 0 disables the filter.
     max_in_flight: requests sent and not yet answered, at most.
     request_timeout: seconds after which an unanswered request stops counting as in flight (a lost request never
-        stalls the robot; a late chunk for it is still used if it is not older than what the queue holds).
-    failure_backoff: seconds to wait before requesting again after the policy reported a failed request.
+        stalls the robot; a late chunk for it is still used if it is not older than what the queue holds). Once
+        latencies are measured, a shorter time tied to them applies (see core.LOST_AFTER_LATENCIES).
+    failure_backoff: seconds to wait before requesting again after the policy reported that the newest request
+        failed (not after the failure of an older, e.g. superseded, one).
     latency_window: number of recent latencies the estimate is computed from.
     latency_quantile: quantile of that window used where a pessimistic latency is needed (must-go, automatic g).
     tick_clock: one of TICK_CLOCKS.
@@ -85,8 +87,3 @@ class QueueConfig:
             problems.append(f"tick_clock must be one of {', '.join(TICK_CLOCKS)}, got {self.tick_clock!r}")
         if problems:
             raise ValueError("invalid queue configuration: " + "; ".join(problems))
-
-    @property
-    def chunk_duration(self) -> float:
-        """Seconds of motion one chunk holds: n * dt."""
-        return self.chunk_size * self.control_period

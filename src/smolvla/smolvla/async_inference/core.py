@@ -39,6 +39,12 @@ from smolvla.async_inference.similarity import SimilarityFilter
 # Requests remembered after they stop being in flight (timed out), so that a late chunk can still be matched.
 _REMEMBERED_REQUESTS = 4 * MAX_IN_FLIGHT
 
+#: Once latencies have been measured, a request unanswered for LOST_AFTER_LATENCIES times the pessimistic latency
+#: plus LOST_AFTER_SLACK seconds counts as lost (if that is shorter than request_timeout), so that a request or chunk
+#: dropped on the way (a flooded topic, a restarted policy) is re-issued after a time tied to the measured latency.
+LOST_AFTER_LATENCIES = 3.0
+LOST_AFTER_SLACK = 0.5
+
 
 @dataclass(frozen=True)
 class RequestSpec:
@@ -70,13 +76,15 @@ class TickResult:
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """Result of offering a chunk to the queue. accepted is False with a reason when it was not used."""
+    """Result of offering a chunk to the queue. accepted is False with a reason when it was not used, and `kind`
+    says which counter it went to: unmatched, superseded, gated or wrong_rate."""
 
     accepted: bool
     reason: str = ""
     latency: float | None = None
     dropped_late: int = 0
     blended: int = 0
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class QueueStatus:
     chunks_received: int
     chunks_superseded: int
     chunks_unmatched: int
+    chunks_gated: int
+    chunks_wrong_rate: int
     actions_received: int
     actions_executed: int
     actions_dropped_late: int
@@ -201,8 +211,12 @@ class AsyncActionQueue:
         return request, False
 
     def _expire_locked(self, now: float) -> None:
+        timeout = self.config.request_timeout
+        upper = self._latency.upper()
+        if upper is not None:
+            timeout = min(timeout, LOST_AFTER_LATENCIES * upper + LOST_AFTER_SLACK)
         for request_id, pending in list(self._in_flight.items()):
-            if now - pending.sent_time > self.config.request_timeout:
+            if now - pending.sent_time > timeout:
                 del self._in_flight[request_id]
                 self._counters["requests_timed_out"] += 1
 
@@ -226,7 +240,8 @@ class AsyncActionQueue:
             self._in_flight.pop(request_id, None)
             if pending is None:
                 self._counters["chunks_unmatched"] += 1
-                return ChunkOutcome(False, f"request_id {request_id} is not a request of this run or was answered")
+                why = f"request_id {request_id} is not a request of this run or was answered"
+                return ChunkOutcome(False, why, kind="unmatched")
             latency = now - pending.sent_time
             self._latency.add(latency)
             if first_tick != pending.observation_tick + 1:
@@ -236,6 +251,7 @@ class AsyncActionQueue:
                     f"first_tick {first_tick} does not follow the request's observation tick "
                     f"{pending.observation_tick}",
                     latency,
+                    kind="unmatched",
                 )
             if pending.observation_tick < self._newest_observation_tick:
                 self._counters["chunks_superseded"] += 1
@@ -244,6 +260,7 @@ class AsyncActionQueue:
                     f"computed from tick {pending.observation_tick}, older than the queued chunk's tick "
                     f"{self._newest_observation_tick}",
                     latency,
+                    kind="superseded",
                 )
             self._newest_observation_tick = pending.observation_tick
             # The filter compares with observations that produced a chunk: after a failed or lost request the
@@ -261,10 +278,36 @@ class AsyncActionQueue:
             self._counters["actions_blended"] += overlap
             return ChunkOutcome(True, "", latency, late, overlap)
 
-    def request_failed(self, request_id: int, now: float) -> bool:
-        """The policy answered `request_id` without a chunk: free its slot, retry after failure_backoff.
+    def observed_state(self, request_id: int) -> np.ndarray | None:
+        """The joint state sent with `request_id` (a copy), None when the request is unknown or answered."""
+        with self._lock:
+            pending = self._remembered.get(request_id)
+            return None if pending is None else pending.joint_state.copy()
 
-        Returns False when the request is unknown (not of this run, or already answered).
+    def refuse_chunk(self, request_id: int, now: float, counter: str, reason: str) -> ChunkOutcome:
+        """The chunk answering `request_id` must not be used (counter "gated": absurd, "wrong_rate": spaced at
+        another period): count it, free its request and retry after failure_backoff (the policy would most likely
+        answer the same way at once). A chunk for an unknown request counts as unmatched."""
+        if counter not in ("gated", "wrong_rate"):
+            raise ValueError(f"unknown refusal counter {counter!r}")
+        with self._lock:
+            pending = self._remembered.pop(request_id, None)
+            self._in_flight.pop(request_id, None)
+            if pending is None:
+                self._counters["chunks_unmatched"] += 1
+                why = f"request_id {request_id} is not a request of this run or was answered"
+                return ChunkOutcome(False, why, kind="unmatched")
+            self._counters[f"chunks_{counter}"] += 1
+            self._retry_after = now + self.config.failure_backoff
+            return ChunkOutcome(False, reason, kind=counter)
+
+    def request_failed(self, request_id: int, now: float) -> bool:
+        """The policy answered `request_id` without a chunk: free its slot; if it is the newest request sent,
+        retry only after failure_backoff (the policy cannot answer now: a camera is missing, the model failed).
+
+        The failure of an older request (e.g. superseded by a newer one at the policy) frees its slot without any
+        back-off: it says nothing about the newer request, which may still be answered. Returns False when the
+        request is unknown (not of this run, or already answered).
         """
         with self._lock:
             pending = self._remembered.pop(request_id, None)
@@ -272,8 +315,21 @@ class AsyncActionQueue:
             if pending is None:
                 return False
             self._counters["requests_failed"] += 1
-            self._retry_after = now + self.config.failure_backoff
+            if request_id == self._next_request_id - 1:
+                self._retry_after = now + self.config.failure_backoff
             return True
+
+    def reconfigure(self, config: QueueConfig) -> None:
+        """Change mode, threshold, margin, aggregation or similarity epsilon while running; chunk size, period and
+        the request settings must stay (ValueError otherwise). Takes effect at the next tick."""
+        fixed = ("chunk_size", "control_period", "max_in_flight", "request_timeout", "failure_backoff")
+        fixed += ("latency_window", "latency_quantile", "tick_clock")
+        changed = [name for name in fixed if getattr(config, name) != getattr(self.config, name)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} cannot change while the queue runs")
+        with self._lock:
+            self.config = config
+            self._similarity.epsilon = config.similarity_epsilon
 
     # ---- lifecycle and status -------------------------------------------------------------------------------
 

@@ -31,10 +31,6 @@ class LatencyEstimator:
         self.last = seconds
         self.count += 1
 
-    @property
-    def has_estimate(self) -> bool:
-        return bool(self._samples)
-
     def estimate(self) -> float | None:
         """Robust E[latency] (median of the window), None before the first sample."""
         return float(np.median(self._samples)) if self._samples else None
@@ -42,10 +38,6 @@ class LatencyEstimator:
     def upper(self) -> float | None:
         """Pessimistic latency (the configured quantile of the window), None before the first sample."""
         return float(np.quantile(self._samples, self._quantile)) if self._samples else None
-
-    def clear(self) -> None:
-        self._samples.clear()
-        self.last = None
 
 
 def threshold_bound(latency: float, control_period: float, chunk_size: int) -> float:

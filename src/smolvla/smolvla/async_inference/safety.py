@@ -1,7 +1,8 @@
-"""Command safety for the executor: chunk validation, joint limits, a maximum step per tick, hold on starvation."""
+"""Command safety for the executor: chunk validation, joint limits, velocity and acceleration limits, braking hold."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ class InvalidChunkError(ValueError):
 class SafeCommand:
     """The command to send this tick.
 
-    clamped: a joint limit or the maximum step changed the requested action.
-    held: there was no action for this tick; the last command is repeated.
-    first: the first command since reset(); it equals the measured joint state.
+    clamped: a joint limit, the velocity or the acceleration limit changed the requested action.
+    held: there was no action for this tick; the command brakes to a stop (at the acceleration limit) and stays.
+    first: the first command since reset(); it equals the measured joint state (clipped into the limits when it
+        lies within the tolerance outside them).
     """
 
     positions: np.ndarray
@@ -31,11 +33,17 @@ class SafeCommand:
 class CommandSafety:
     """Turns queued actions into commands a position controller may receive.
 
-    - The first command after reset() is the measured joint state, so activation never jumps.
-    - Each command is clipped to [lower, upper] and moves at most max_step per joint from the previous command
-      (clamped commands are counted); a command outside the limits (the first one, when the arm rests outside)
-      walks back into them at max_step per tick instead of jumping.
-    - Without an action the previous command is held: never zeros, never a jump.
+    Every command it returns, on every path (first command, resume after an outage, re-activation), lies within
+    [lower, upper], differs from the previous command by at most max_velocity * dt per joint, and that difference
+    changes from one tick to the next by at most max_acceleration * dt^2 per joint. The motion toward a target
+    is planned so that it can always stop on the target (it brakes in time), so a target at a joint limit is
+    reached without passing it. The acceleration limit yields only to the velocity limit, and that only right
+    after a live reduction of max_velocity.
+
+    - The first command after reset() is the measured state, at rest, so activation never jumps. A measured state
+      outside the limits by more than `limit_tolerance` is a fault (state_fault() says why) and must not be
+      commanded: command() refuses it.
+    - Without an action the command brakes to a stop and stays there: never zeros, never a jump.
     Thread-safe (one lock), though the executor calls command() from its control thread only.
     """
 
@@ -44,33 +52,50 @@ class CommandSafety:
         joint_names: Sequence[str],
         lower: Sequence[float],
         upper: Sequence[float],
-        max_step: Sequence[float],
+        max_velocity: Sequence[float],
+        max_acceleration: Sequence[float],
+        control_period: float,
+        limit_tolerance: float = 0.05,
     ) -> None:
         names = [str(name) for name in joint_names]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"joint_names must be non-empty and unique, got {names}")
-        arrays = {}
-        for label, values in (("lower limits", lower), ("upper limits", upper), ("max step", max_step)):
-            try:
-                array = np.asarray(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                array = np.full(0, np.nan)  # reported just below, naming the input
-            if array.shape != (len(names),) or np.any(np.isnan(array)):
-                raise ValueError(f"{label} must have {len(names)} numbers (one per joint), got {values!r}")
-            arrays[label] = array
-        self.lower, self.upper, self.max_step = arrays["lower limits"], arrays["upper limits"], arrays["max step"]
-        if not (
-            np.all(np.isfinite(self.lower)) and np.all(np.isfinite(self.upper)) and np.all(self.lower < self.upper)
-        ):
-            raise ValueError(f"joint limits must be finite with lower < upper, got {self.lower} and {self.upper}")
-        if np.any(self.max_step <= 0):
-            raise ValueError(f"max step must be > 0 for every joint, got {self.max_step}")
         self.joint_names = tuple(names)
+        self.lower = _per_joint("lower limits", lower, len(names))
+        self.upper = _per_joint("upper limits", upper, len(names))
+        finite = np.all(np.isfinite(self.lower)) and np.all(np.isfinite(self.upper))
+        if not (finite and np.all(self.lower < self.upper)):
+            raise ValueError(f"joint limits must be finite with lower < upper, got {self.lower} and {self.upper}")
+        if not (_finite_number(control_period) and control_period > 0):
+            raise ValueError(f"control period must be > 0 seconds, got {control_period!r}")
+        if not (_finite_number(limit_tolerance) and limit_tolerance >= 0):
+            raise ValueError(f"joint limit tolerance must be >= 0 radians, got {limit_tolerance!r}")
+        self.control_period = float(control_period)
+        self.limit_tolerance = float(limit_tolerance)
         self._index = {name: i for i, name in enumerate(names)}
         self._lock = threading.Lock()
+        self.set_limits(max_velocity, max_acceleration)
         self._last: np.ndarray | None = None
+        self._step = np.zeros(len(names))
         self.commands_clamped = 0
         self.commands_held = 0
+
+    def set_limits(self, max_velocity: Sequence[float], max_acceleration: Sequence[float]) -> None:
+        """Set the velocity (rad/s) and acceleration (rad/s^2) limits per joint; may change while commanding.
+
+        Raises ValueError (and changes nothing) unless both have one finite number > 0 per joint.
+        """
+        n = len(self.joint_names)
+        velocity = _per_joint("max_velocity", max_velocity, n)
+        acceleration = _per_joint("max_acceleration", max_acceleration, n)
+        for label, values in (("max_velocity", velocity), ("max_acceleration", acceleration)):
+            if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+                raise ValueError(f"{label} must be finite and > 0 for every joint, got {values}")
+        dt = self.control_period
+        with self._lock:
+            self.max_velocity, self.max_acceleration = velocity, acceleration
+            self.max_step = velocity * dt  # radians per tick
+            self._max_step_change = acceleration * dt * dt  # change of the per-tick step, radians per tick^2
 
     @property
     def ranges(self) -> np.ndarray:
@@ -129,24 +154,86 @@ class CommandSafety:
             )
         return ordered
 
+    def state_fault(self, measured: np.ndarray) -> str:
+        """Why the measured joint state must not be acted on ("" when it may): a joint outside its limits by more
+        than the tolerance (a spoofed or corrupt state, a wrong calibration, or limits that do not fit the arm)."""
+        measured = np.asarray(measured, dtype=np.float64)
+        outside = (measured < self.lower - self.limit_tolerance) | (measured > self.upper + self.limit_tolerance)
+        if not np.any(outside):
+            return ""
+        joints = ", ".join(
+            f"{self.joint_names[i]} {measured[i]:.3f} not in [{self.lower[i]:.3f}, {self.upper[i]:.3f}]"
+            for i in np.flatnonzero(outside)
+        )
+        return f"joint state outside the joint limits (tolerance {self.limit_tolerance:g} rad): {joints}"
+
     def command(self, action: np.ndarray | None, measured: np.ndarray) -> SafeCommand:
-        """The safe command for this tick from the queued action (None on starvation) and the measured state."""
+        """The safe command for this tick from the queued action (None on starvation) and the measured state.
+
+        Raises ValueError when this is the first command and the measured state is a fault (see state_fault()).
+        """
         measured = np.asarray(measured, dtype=np.float64)
         with self._lock:
             if self._last is None:
-                self._last = measured.copy()
-                return SafeCommand(measured.copy(), clamped=False, held=action is None, first=True)
+                fault = self.state_fault(measured)
+                if fault:
+                    raise ValueError(f"not commanding: {fault}")
+                self._last = np.clip(measured, self.lower, self.upper)
+                self._step = np.zeros_like(self._last)
+                return SafeCommand(self._last.copy(), clamped=False, held=action is None, first=True)
             if action is None:
                 self.commands_held += 1
-                return SafeCommand(self._last.copy(), clamped=False, held=True, first=False)
-            target = np.clip(action, self.lower, self.upper)
-            step = np.clip(target - self._last, -self.max_step, self.max_step)
-            positions = self._last + step
+                return SafeCommand(self._advance(None), clamped=False, held=True, first=False)
+            positions = self._advance(np.asarray(action, dtype=np.float64))
             clamped = not np.allclose(positions, action, rtol=0.0, atol=1e-12)
             if clamped:
                 self.commands_clamped += 1
-            self._last = positions
-            return SafeCommand(positions.copy(), clamped=clamped, held=False, first=False)
+            return SafeCommand(positions, clamped=clamped, held=False, first=False)
+
+    def preview(self, actions: np.ndarray) -> np.ndarray:
+        """The commands command() would return for `actions` on the next ticks, (m, n_joints): what a trajectory
+        controller may be sent ahead of time. Changes nothing. Raises ValueError before the first command."""
+        actions = np.asarray(actions, dtype=np.float64).reshape(-1, len(self.joint_names))
+        with self._lock:
+            if self._last is None:
+                raise ValueError("no command yet: nothing to plan from")
+            last, step = self._last, self._step
+            try:
+                points = [self._advance(action) for action in actions]
+            finally:
+                self._last, self._step = last, step
+        return np.array(points).reshape(len(actions), len(self.joint_names))
+
+    def brake(self) -> np.ndarray | None:
+        """The command for a tick without a usable joint state: brake to a stop as on starvation, uncounted.
+        None before the first command (nothing may be sent without a state to start from)."""
+        with self._lock:
+            return None if self._last is None else self._advance(None)
+
+    def _advance(self, action: np.ndarray | None) -> np.ndarray:
+        # Per joint: the step this tick lies within the velocity limit, within the acceleration limit of the
+        # previous step, and (toward the target) below the speed from which braking at the acceleration limit
+        # still stops on the target. Without a target, brake. Called under the lock with self._last set.
+        velocity, change, previous = self.max_step, self._max_step_change, self._step
+        lo = np.maximum(-velocity, previous - change)
+        hi = np.minimum(velocity, previous + change)
+        if action is None:
+            step = np.clip(np.zeros_like(previous), lo, hi)
+        else:
+            error = np.clip(action, self.lower, self.upper) - self._last
+            distance = np.abs(error)
+            # Braking from step s at `change` per tick covers at most s^2 / (2 change) + s / 2 + change / 8 more;
+            # a step of at most min(distance, change) can always stop on the target next tick.
+            stoppable = np.maximum(np.sqrt(2.0 * change * distance) - change / 2.0, np.minimum(distance, change))
+            hi = np.where(error >= 0, np.minimum(hi, stoppable), hi)
+            lo = np.where(error < 0, np.maximum(lo, -stoppable), lo)
+            # An empty window means moving too fast toward the target: decelerate as hard as allowed.
+            step = np.where(lo <= hi, np.clip(error, lo, np.maximum(lo, hi)), np.where(error >= 0, lo, hi))
+        step = np.clip(step, -velocity, velocity)  # only after max_velocity was lowered while moving
+        positions = np.clip(self._last + step, self.lower, self.upper)
+        self._step = positions - self._last
+        self._last = positions
+        return positions.copy()
 
     @property
     def last_command(self) -> np.ndarray | None:
@@ -155,9 +242,27 @@ class CommandSafety:
             return None if self._last is None else self._last.copy()
 
     def reset(self) -> None:
-        """Start over: the next command is the measured state again (on activation)."""
+        """Start over: the next command is the measured state again, at rest (on activation)."""
         with self._lock:
             self._last = None
+            self._step = np.zeros(len(self.joint_names))
 
     def _bad(self, values: np.ndarray) -> list[str]:
         return [name for name, value in zip(self.joint_names, values, strict=True) if not np.isfinite(value)]
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _per_joint(label: str, values: object, n: int) -> np.ndarray:
+    """One float per joint from a sequence of n numbers or one number for all; ValueError naming `label`."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.full(0, np.nan)  # reported just below
+    if array.ndim == 0:
+        array = np.full(n, float(array))
+    if array.shape != (n,) or np.any(np.isnan(array)):
+        raise ValueError(f"{label} must have {n} numbers (one per joint) or one for all, got {values!r}")
+    return array

@@ -2,9 +2,10 @@
 
 With `output: trajectory` the executor keeps its control tick (queue, chunk requests, command safety, holds) and
 sends the controller the plan instead of one position per tick: this tick's command followed by every queued
-action, one control period apart (point i at (i + 1) * period from receipt), each limited like a per-tick command
-(joint limits, at most max_step from the point before). The controller interpolates between the points at its own
-rate and replaces the trajectory it is running whenever a new one arrives.
+action, one control period apart (point i at (i + 1) * period from receipt), each exactly the command
+CommandSafety would give for it on its tick (joint limits, velocity and acceleration limits: CommandSafety.preview).
+The controller interpolates between the points at its own rate and replaces the trajectory it is running whenever a
+new one arrives.
 
 A trajectory is sent only when the plan differs from the rest of the one sent last: a chunk was merged into the
 queue, a hold replaced motion (starvation, no joint state, deactivation), commanding restarted. Otherwise the
@@ -14,43 +15,33 @@ on an empty queue.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+
+from smolvla.async_inference.safety import CommandSafety
 
 
 class TrajectoryStream:
     """Decides, tick by tick, which trajectory (if any) to send to a joint trajectory controller.
 
-    lower, upper, max_step: per joint, as in CommandSafety (radians, radians per tick).
+    safety: the executor's CommandSafety (its limits plan the points); period: the control period in seconds.
     Not thread-safe: the executor calls it from its control tick only.
     """
 
-    def __init__(
-        self,
-        lower: Sequence[float] | np.ndarray,
-        upper: Sequence[float] | np.ndarray,
-        max_step: Sequence[float] | np.ndarray,
-        period: float,
-    ) -> None:
-        self.lower = np.asarray(lower, dtype=np.float64)
-        self.upper = np.asarray(upper, dtype=np.float64)
-        self.max_step = np.asarray(max_step, dtype=np.float64)
-        if not (self.lower.shape == self.upper.shape == self.max_step.shape and self.lower.ndim == 1):
-            raise ValueError("lower, upper and max_step need one value per joint each")
+    def __init__(self, safety: CommandSafety, period: float) -> None:
         if not period > 0:
             raise ValueError(f"period must be > 0 s, got {period}")
+        self.safety = safety
         self.period = float(period)
         self._sent: np.ndarray | None = None
         self._ticks_since_sent = 0
 
     def plan(self, command: np.ndarray, queued: np.ndarray | None) -> np.ndarray:
-        """This tick's command, then the queued actions limited like per-tick commands: shape (1 + m, n_joints)."""
-        points = [np.asarray(command, dtype=np.float64)]
-        for action in () if queued is None else np.asarray(queued, dtype=np.float64):
-            target = np.clip(action, self.lower, self.upper)
-            points.append(points[-1] + np.clip(target - points[-1], -self.max_step, self.max_step))
-        return np.stack(points)
+        """This tick's command (the safety's latest), then the commands the safety would give for the queued
+        actions on the next ticks: shape (1 + m, n_joints)."""
+        command = np.asarray(command, dtype=np.float64)[None]
+        if queued is None or len(queued) == 0:
+            return command
+        return np.vstack([command, self.safety.preview(queued)])
 
     def times(self, count: int) -> np.ndarray:
         """Seconds from receipt of each of `count` points."""

@@ -27,8 +27,9 @@ def make_loop(tick_clock: str, mode: str = "continuous") -> ControlLoop:
         tick_clock=tick_clock,
     )
     queue = AsyncActionQueue(config, [2.0, 2.0])
-    safety = CommandSafety(["a", "b"], [-1.0, -1.0], [1.0, 1.0], [0.05, 0.05])
-    return ControlLoop(queue, safety, TIMEOUT)
+    # 0.05 rad per tick; an acceleration limit high enough not to shape these tests' motions.
+    safety = CommandSafety(["a", "b"], [-1.0, -1.0], [1.0, 1.0], 0.05 / DT, 1e6, DT)
+    return ControlLoop(queue, safety, TIMEOUT, resume_tolerance=0.2)
 
 
 def ramp(first_tick: int) -> np.ndarray:
@@ -72,9 +73,12 @@ def test_monitor_reports_age_and_freshness_from_the_arrival_time():
 
 def test_loop_refuses_a_queue_and_safety_for_different_joints():
     queue = AsyncActionQueue(QueueConfig(chunk_size=N, control_period=DT), [1.0, 1.0, 1.0])
-    safety = CommandSafety(["a", "b"], [-1.0, -1.0], [1.0, 1.0], [0.1, 0.1])
+    safety = CommandSafety(["a", "b"], [-1.0, -1.0], [1.0, 1.0], 1.0, 10.0, DT)
     with pytest.raises(ValueError, match="3 joints"):
         ControlLoop(queue, safety, TIMEOUT)
+    queue = AsyncActionQueue(QueueConfig(chunk_size=N, control_period=DT), [1.0, 1.0])
+    with pytest.raises(ValueError, match="same control period"):
+        ControlLoop(queue, CommandSafety(["a", "b"], [-1.0, -1.0], [1.0, 1.0], 1.0, 10.0, DT / 2), TIMEOUT)
 
 
 @pytest.mark.parametrize("tick_clock", ["wall", "action"])
@@ -169,20 +173,56 @@ def test_resume_is_step_limited_from_the_held_command():
     np.testing.assert_allclose(loop.step(1.1).command, Q0 + [0.10, 0.0])  # one max_step further, no jump
 
 
-def test_resume_restarts_from_the_measurement_when_the_arm_moved_while_unobserved():
+def test_a_state_far_from_the_held_command_after_an_outage_is_a_fault_until_the_arm_is_back():
     loop = make_loop("action", mode="sync")
     loop.update_joint_state(Q0, 0.0)
     request = loop.step(0.0).request
     loop.queue.add_chunk(request.request_id, request.observation_tick + 1, np.tile(Q0, (N, 1)), 0.0)
     held = loop.step(DT).command
     assert loop.step(1.0).held_without_state
-    moved = Q0 + [0.3, -0.2]  # e.g. torque was off while the driver restarted
-    loop.update_joint_state(moved, 1.1)
+    queued = loop.queue.status().queue_length
+    moved = Q0 + [0.3, -0.2]  # torque was off while the driver restarted, or a spoofed state
+    for i in range(3):
+        loop.update_joint_state(moved, 1.1 + i * DT)
+        tick = loop.step(1.1 + i * DT)
+        assert tick.held_without_state and tick.request is None
+        assert "0.300 rad from the held command at a" in tick.fault and tick.fault_kind == "resume"
+        np.testing.assert_array_equal(tick.command, held)  # never the spoofed state, never a jump
+    assert loop.joint_state_faults == 3 and loop.queue.status().queue_length == queued
+    loop.update_joint_state(Q0 + [0.02, 0.0], 1.5)  # the real arm is back near the held command
+    tick = loop.step(1.5)
+    assert not tick.fault and tick.queue is not None
+    np.testing.assert_array_equal(tick.command, held)  # the queued action (Q0) is executed, not skipped
+    assert loop.queue.status().queue_length == queued - 1
+
+
+def test_a_joint_state_outside_the_limits_is_a_fault_never_commanded():
+    loop = make_loop("action")
+    loop.update_joint_state(np.array([3.0, 0.0]), 0.0)  # before the first command: nothing at all is sent
+    tick = loop.step(0.0)
+    assert tick.command is None and tick.request is None and "a 3.000 not in [-1.000, 1.000]" in tick.fault
+    assert tick.fault_kind == "limits"
+    loop.update_joint_state(Q0, 0.1)
+    first = loop.step(0.1)
+    np.testing.assert_array_equal(first.command, Q0)
+    answer(loop, first.request, 0.1)
+    loop.update_joint_state(np.array([0.1, -1.5]), 0.2)  # while running: hold, do not act on it
+    tick = loop.step(0.2)
+    assert tick.fault and tick.queue is None
+    np.testing.assert_array_equal(tick.command, first.command)
+    assert loop.joint_state_faults == 2
+
+
+def test_a_restart_after_reactivation_starts_from_the_measured_state():
+    loop = make_loop("action", mode="sync")
+    loop.update_joint_state(Q0, 0.0)
+    loop.step(0.0)
+    assert loop.step(1.0).held_without_state
+    loop.reset()  # re-activation: an operator's decision to start over where the arm is
+    loop.update_joint_state(Q0 + [0.3, -0.2], 1.1)
     tick = loop.step(1.1)
-    assert tick.resumed_after == 1 and tick.restarted
-    np.testing.assert_allclose(tick.command, moved)  # no pull back towards the held command
-    np.testing.assert_allclose(loop.step(1.2).command, moved + [-0.05, 0.05])  # then back to the plan at max_step
-    np.testing.assert_array_equal(held, Q0)
+    assert not tick.fault
+    np.testing.assert_allclose(tick.command, Q0 + [0.3, -0.2])
 
 
 def test_stale_state_right_after_activation_sends_nothing():

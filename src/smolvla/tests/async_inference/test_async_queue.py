@@ -73,7 +73,8 @@ def test_request_when_queue_fraction_reaches_threshold():
 def test_sync_requests_on_empty_queue_and_continuous_at_once(mode, expected_length):
     queue = make_queue(mode=mode)
     request = queue.tick(0.0, STILL).request
-    queue.add_chunk(request.request_id, 1, chunk_for(request), now=0.0)
+    # 0.3 s latency: the continuous mode's unanswered request counts as lost only after 3 x 0.3 + 0.5 s.
+    queue.add_chunk(request.request_id, 1, chunk_for(request), now=0.3)
     results = run_ticks(queue, 10)
     requested = [r.queue_length for r in results if r.request is not None]
     assert requested == [expected_length]
@@ -192,6 +193,36 @@ def test_failed_request_frees_the_slot_after_a_backoff():
     requested = [queue.tick(0.1 * t, STILL).request is not None for t in range(1, 5)]
     assert requested == [False, False, True, False]  # 0.1, 0.2 within the backoff; 0.3 retries
     assert queue.status().requests_failed == 1
+
+
+def test_a_lost_request_is_reissued_after_a_time_tied_to_the_measured_latency():
+    queue = make_queue(request_timeout=10.0, threshold=1.0)
+    first = queue.tick(0.0, STILL).request
+    assert queue.add_chunk(first.request_id, 1, chunk_for(first), now=0.2).accepted  # latency 0.2 s
+    now, lost = 0.3, None
+    while lost is None:
+        lost = queue.tick(now, STILL).request
+        now += 0.1
+    sent = now - 0.1
+    retry_at = None
+    while retry_at is None and now < 5.0:
+        if queue.tick(now, STILL).request is not None:
+            retry_at = now
+        now += 0.1
+    # 3 x 0.2 s + 0.5 s after it was sent, not the 10 s request_timeout.
+    assert retry_at == pytest.approx(sent + 1.2, abs=0.11)
+    assert queue.status().requests_timed_out == 1
+
+
+def test_a_superseded_request_frees_its_slot_without_a_backoff():
+    queue = make_queue(failure_backoff=1.0, max_in_flight=2, threshold=1.0)
+    older = queue.tick(0.0, STILL).request
+    newer = queue.tick(0.1, STILL).request
+    assert newer.request_id == older.request_id + 1
+    assert queue.request_failed(older.request_id, now=0.15)  # superseded at the policy by the newer one
+    assert queue.tick(0.2, STILL).request is not None  # no back-off: a slot is free and used at once
+    assert queue.request_failed(queue.status().requests_sent, now=0.25)  # the newest fails: back off
+    assert [queue.tick(0.3 + 0.1 * t, STILL).request for t in range(5)] == [None] * 5
 
 
 def test_idle_ticks_and_starvation_episodes_are_counted():

@@ -12,14 +12,15 @@ from smolvla.async_inference.trajectory import TrajectoryStream
 DT = 0.1
 N = 8
 LOWER, UPPER, MAX_STEP = [-1.0, -1.0], [1.0, 1.0], [0.05, 0.05]
+MAX_ACCELERATION = 2.0  # rad/s^2: 0.02 rad per tick per tick
 Q0 = np.array([0.1, -0.2])
 
 
 def make_loop(mode: str = "sync") -> tuple[ControlLoop, TrajectoryStream]:
     config = QueueConfig(chunk_size=N, control_period=DT, mode=mode, similarity_epsilon=0.0, aggregation="latest_only")
     queue = AsyncActionQueue(config, [2.0, 2.0])
-    safety = CommandSafety(["a", "b"], LOWER, UPPER, MAX_STEP)
-    return ControlLoop(queue, safety, joint_state_timeout=0.25), TrajectoryStream(LOWER, UPPER, MAX_STEP, DT)
+    safety = CommandSafety(["a", "b"], LOWER, UPPER, np.array(MAX_STEP) / DT, MAX_ACCELERATION, DT)
+    return ControlLoop(queue, safety, joint_state_timeout=0.25), TrajectoryStream(safety, DT)
 
 
 def chunk(first_tick: int, slope: float) -> np.ndarray:
@@ -37,11 +38,14 @@ def tick(loop: ControlLoop, stream: TrajectoryStream, now: float, state=Q0):
 
 
 def test_plan_limits_every_point_like_a_per_tick_command_and_times_them_one_period_apart():
-    stream = TrajectoryStream(LOWER, UPPER, MAX_STEP, DT)
-    points = stream.plan(np.array([0.9, 0.0]), np.array([[1.5, 0.01], [1.5, 0.5], [0.9, 0.5]]))
+    safety = CommandSafety(["a", "b"], LOWER, UPPER, np.array(MAX_STEP) / DT, 1e6, DT)  # no acceleration limit
+    stream = TrajectoryStream(safety, DT)
+    command = safety.command(None, np.array([0.9, 0.0])).positions
+    points = stream.plan(command, np.array([[1.5, 0.01], [1.5, 0.5], [0.9, 0.5]]))
     assert points == pytest.approx(np.array([[0.9, 0.0], [0.95, 0.01], [1.0, 0.06], [0.95, 0.11]]))
+    assert safety.last_command == pytest.approx(command)  # planning changed nothing
     assert stream.times(3) == pytest.approx([0.1, 0.2, 0.3])
-    assert stream.plan(np.array([0.2, 0.3]), None).shape == (1, 2)
+    assert stream.plan(command, None).shape == (1, 2)
 
 
 def test_a_chunk_is_sent_once_and_the_controller_then_runs_exactly_the_per_tick_commands():
@@ -80,10 +84,17 @@ def test_a_new_chunk_replaces_the_trajectory_and_a_lost_joint_state_sends_one_ho
     result, replaced = tick(loop, stream, 3 * DT)
     assert replaced == pytest.approx(stream.plan(result.command, loop.queue.queued_actions()))
     assert replaced[-1][0] > first[-1][0]  # the steeper chunk reaches further
-    # No fresh joint state: the tick holds; the controller gets the held command alone, once.
-    _, hold = tick(loop, stream, 3 * DT + 1.0, state=None)
-    assert hold == pytest.approx(result.command[None])
-    assert tick(loop, stream, 3 * DT + 1.1, state=None)[1] is None
+    # No fresh joint state: the tick holds, braking to a stop at the acceleration limit; the controller gets each
+    # braking command alone, then nothing once the arm stands.
+    now = 3 * DT + 1.0
+    held, hold = tick(loop, stream, now, state=None)
+    assert hold == pytest.approx(held.command[None]) and held.command[0] > result.command[0]
+    sent = hold
+    while sent is not None:
+        now += DT
+        held, sent = tick(loop, stream, now, state=None)
+        assert sent is None or sent == pytest.approx(held.command[None])
+    assert tick(loop, stream, now + DT, state=None)[1] is None
     # Joint states back: the queue continues, and the controller gets the rest of the plan again.
-    _, resumed = tick(loop, stream, 3 * DT + 1.2)
+    _, resumed = tick(loop, stream, now + 2 * DT, state=held.command)
     assert resumed is not None and len(resumed) > 1
