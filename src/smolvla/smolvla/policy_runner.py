@@ -31,7 +31,8 @@ from smolvla.observation import SampleHistory, order_joint_positions, select_sam
 from smolvla.request_worker import Dropped, DropReason, RequestWorker
 
 #: predict(images per model camera slot (None = no camera), state, instruction) -> (chunk_size, action_dim) array;
-#: SmolVLAPolicy.predict_chunk fits.
+#: SmolVLAPolicy.predict_chunk fits. For a request with previous actions (real-time chunking) it is called with the
+#: keywords previous_actions ((m, action_dim), model units) and delay (ticks) as well.
 PredictFn = Callable[[list[np.ndarray | None], np.ndarray, str], np.ndarray]
 
 #: Largest observation tick a request may carry: first_tick = tick + 1 and the ticks of a chunk's points must stay
@@ -64,6 +65,10 @@ class ChunkJob:
     images: tuple[RawImage | CompressedImage | None, ...]  # one per model camera slot
     image_streams: tuple[str | None, ...]  # the stream each slot's image came from
     state: np.ndarray  # joint positions in joint_names order, radians
+    # Real-time chunking: the executor's queued actions for ticks observation_tick + 1 + i (joint_names order,
+    # radians), None without; and its estimate of the ticks until the chunk arrives.
+    previous_actions: np.ndarray | None = None
+    delay_ticks: int = 0
 
 
 @dataclass(frozen=True)
@@ -231,11 +236,37 @@ class PolicyRunner:
 
     # -- requests --------------------------------------------------------------------------------------------------
 
-    def request(self, request_id: int, observation_tick: int, capture_time: float, must_go: bool = False) -> None:
-        """Handle a chunk request: answered later through on_chunk/on_no_chunk (possibly before this returns)."""
+    def request(
+        self,
+        request_id: int,
+        observation_tick: int,
+        capture_time: float,
+        must_go: bool = False,
+        *,
+        previous_joint_names: Sequence[str] = (),
+        previous_actions: Sequence[Sequence[float]] | np.ndarray | None = None,
+        delay_ticks: int = 0,
+    ) -> None:
+        """Handle a chunk request: answered later through on_chunk/on_no_chunk (possibly before this returns).
+
+        Real-time chunking: previous_actions (m rows of one position per previous_joint_names entry, radians) are
+        the executor's queued actions for the requested chunk's first m ticks, delay_ticks its estimate of the
+        ticks until the chunk arrives; the model then samples the chunk guided to continue them. None or m = 0: no
+        guidance. Previous actions that do not name every joint make the request INVALID.
+        """
         instruction = self.instruction
         self._health.requested()
         invalid = invalid_request(observation_tick, capture_time)
+        previous = None
+        if not invalid and previous_actions is not None and len(previous_actions):
+            try:
+                previous = np.array(
+                    [order_joint_positions(previous_joint_names, row, self.joint_names) for row in previous_actions]
+                )
+            except ValueError as error:
+                invalid = f"invalid previous actions: {error}"
+        if not invalid and not (isinstance(delay_ticks, int) and delay_ticks >= 0):
+            invalid = f"invalid delay_ticks {delay_ticks!r}"
         if invalid:
             self._answer(NoChunk(request_id, NoChunkKind.INVALID, invalid, instruction))
             return
@@ -254,6 +285,8 @@ class PolicyRunner:
             images=tuple(None if s is None else selection.samples[s].value for s in slots),
             image_streams=tuple(slots),
             state=selection.samples[self._joints.name].value,
+            previous_actions=previous,
+            delay_ticks=delay_ticks,
         )
         self._worker.submit(job)
 
@@ -277,9 +310,13 @@ class PolicyRunner:
                     images.append(None if image is None else image.to_rgb())
                 except ImageConversionError as error:
                     raise _ImageError(stream, error) from error
-            state = self.units.to_policy(job.state)
+            state = self.units.to_policy(job.state).astype(np.float32)
             model_start = time.perf_counter()
-            raw = self._predict(images, state.astype(np.float32), job.instruction)
+            if job.previous_actions is None:
+                raw = self._predict(images, state, job.instruction)
+            else:
+                previous = self.units.to_policy(job.previous_actions).astype(np.float32)
+                raw = self._predict(images, state, job.instruction, previous_actions=previous, delay=job.delay_ticks)
             model_seconds = time.perf_counter() - model_start
             actions = np.asarray(raw, dtype=np.float64)
             if actions.ndim != 2 or actions.shape[1] != len(self.joint_names) or actions.shape[0] < 1:

@@ -39,7 +39,7 @@ from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueSta
 from smolvla.async_inference.parameters import LIVE, apply_live, build_control_loop
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
-from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
 
 NODE_NAME = "smolvla_executor"
@@ -263,14 +263,18 @@ class ExecutorNode(LifecycleNode):
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
-            self._request_pub.publish(
-                ChunkRequest(
-                    request_id=request.request_id,
-                    observation_tick=request.observation_tick,
-                    capture_stamp=seconds_to_time(request.capture_time),
-                    must_go=request.must_go,
-                )
+            msg = ChunkRequest(
+                request_id=request.request_id,
+                observation_tick=request.observation_tick,
+                capture_stamp=seconds_to_time(request.capture_time),
+                must_go=request.must_go,
+                delay_ticks=request.delay_ticks,
             )
+            if request.previous_actions is not None:
+                msg.previous_actions = actions_to_trajectory(
+                    request.previous_actions, self._safety.joint_names, self._period
+                )
+            self._request_pub.publish(msg)
 
     def _log_joint_state_hold(self, tick: ControlTick) -> None:
         topic = self._params["joint_state_topic"]
@@ -356,6 +360,12 @@ class ExecutorNode(LifecycleNode):
                 "the threshold g is relative to chunk_size",
                 throttle_duration_sec=60.0,
             )
+        if outcome.late_seam:
+            self.get_logger().info(
+                f"chunk {msg.chunk_id} arrived later than the delay its request announced: ramped in "
+                f"(seam jump {outcome.seam_jump:.4f})",
+                throttle_duration_sec=5.0,
+            )
 
     def _log_chunk(self, now: float, kind: str, line: str) -> None:
         suppressed = self._chunk_log.report(now, kind)
@@ -396,6 +406,10 @@ class ExecutorNode(LifecycleNode):
             dry_run=self._params["dry_run"],
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
+            seam_jump_last=s.seam_jump_last,
+            seam_jump_mean=s.seam_jump_mean,
+            seam_jump_max=s.seam_jump_max,
+            chunks_late=s.chunks_late,
         )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)

@@ -10,6 +10,7 @@ as a PolicyStatus saying why there is no chunk. SetInstruction replaces the inst
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -53,6 +54,7 @@ PARAMETERS: dict[str, object] = {
     "max_sample_age": 0.25,
     "max_request_delay": 2.0,
     "future_stamp_tolerance": 0.5,
+    "rtc_max_guidance_weight": 5.0,
     "chunk_request_topic": "/smolvla/chunk_request",
     "action_chunk_topic": "/smolvla/action_chunk",
     "policy_status_topic": "/smolvla/policy_status",
@@ -98,6 +100,7 @@ CHECKS: dict[str, Check] = {
     "max_sample_age": number(above=0.0, high=60.0),
     "max_request_delay": number(0.0, 60.0),
     "future_stamp_tolerance": number(0.0, 60.0),
+    "rtc_max_guidance_weight": number(0.0, 100.0),
     "diagnostics_rate": number(0.0, 100.0),
     "error_log_interval": number(0.0, 3600.0),
 }
@@ -156,7 +159,7 @@ class PolicyNode(Node):
         if p["warmup"]:
             self._warm_up(policy)
         self.runner = PolicyRunner(
-            policy.predict_chunk,
+            functools.partial(policy.predict_chunk, max_guidance_weight=p["rtc_max_guidance_weight"]),
             camera_slots=deployment.cameras.topics,
             joint_names=self.joint_names,
             max_sample_age=p["max_sample_age"],
@@ -222,7 +225,16 @@ class PolicyNode(Node):
             self._log_limited("joint_state", f"joint state ignored: {error}")
 
     def _on_request(self, msg: ChunkRequest) -> None:
-        self.runner.request(msg.request_id, msg.observation_tick, time_to_seconds(msg.capture_stamp), msg.must_go)
+        previous = msg.previous_actions
+        self.runner.request(
+            msg.request_id,
+            msg.observation_tick,
+            time_to_seconds(msg.capture_stamp),
+            msg.must_go,
+            previous_joint_names=previous.joint_names,
+            previous_actions=[point.positions for point in previous.points],
+            delay_ticks=msg.delay_ticks,
+        )
 
     def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
         # Through the parameter, so that `ros2 param get ... instruction` always names the instruction in effect.

@@ -269,3 +269,10 @@ def test_compiled_policy_within_tolerance_and_never_recompiles(tiny_dir, tiny_po
         ref = displacement(tiny_policy.predict_chunk(cameras, state, instruction, noise=noise))
         error = np.abs(displacement(got) - ref).max() / ref.std()
         assert error < 0.05, (i, error)
+    # Real-time chunking on the compiled model: guided (its steps run the expert eagerly), still no recompile,
+    # and the frozen prefix reproduced as in eager float32 (tests/policy/test_policy_rtc.py).
+    other = tiny_policy.predict_chunk(images, state + 0.5, "go", noise=-noise)[3:]
+    unguided = tiny_policy.predict_chunk(images, state, "go", noise=noise)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        guided = compiled.predict_chunk(images, state, "go", noise=noise, previous_actions=other, delay=3)
+    assert np.abs(guided[:3] - other[:3]).max() < 0.05 * np.abs(unguided[:3] - other[:3]).max()

@@ -326,6 +326,36 @@ def test_a_lerobot_model_gets_its_units_and_its_actions_come_back_in_radians():
     np.testing.assert_allclose(outcomes.chunks[0].actions[0], state, atol=1e-4)  # float32 model, radians back
 
 
+def test_previous_actions_reach_the_model_in_its_joint_order_and_units():
+    """Real-time chunking: the executor's queued actions (radians, any joint order) reach predict in the model's
+    joint order and units with the delay; a request without them calls predict without guidance keywords."""
+    outcomes = Outcomes()
+    seen = []
+
+    def predict(images, state, instruction, **guidance):
+        seen.append(guidance)
+        return np.tile(state, (3, 1))
+
+    calibration = {name: MotorCalibration(name, i + 1, i % 2, 0, 1000, 3000) for i, name in enumerate(JOINTS)}
+    units = JointConverter(JOINTS, UNIT_PRESETS["lerobot_degrees"], calibration)
+    runner = make_runner(outcomes, predict=predict, units=units)
+    feed(runner)
+    previous = np.arange(18, dtype=float).reshape(3, 6) / 10
+    runner.request(1, 0, 99.2, previous_joint_names=list(reversed(JOINTS)), previous_actions=previous, delay_ticks=2)
+    assert runner.wait_idle(5)
+    runner.request(2, 1, 99.2)
+    assert runner.wait_idle(5)
+    runner.request(3, 2, 99.2, previous_joint_names=JOINTS[:5], previous_actions=previous[:, :5], delay_ticks=1)
+    runner.request(4, 3, 99.2, previous_joint_names=JOINTS, previous_actions=previous, delay_ticks=-1)
+    assert runner.wait_idle(5)
+    runner.close()
+    assert seen[0]["delay"] == 2
+    np.testing.assert_allclose(seen[0]["previous_actions"], units.to_policy(previous[:, ::-1]), rtol=1e-6)
+    assert seen[1] == {} and len(seen) == 2
+    assert [(o.request_id, o.kind) for o in outcomes.no_chunks] == [(3, NoChunkKind.INVALID), (4, NoChunkKind.INVALID)]
+    assert "previous actions" in outcomes.no_chunks[0].reason and "gripper" in outcomes.no_chunks[0].reason
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -354,7 +384,10 @@ def test_with_the_tiny_smolvla_model(tmp_path):
     feed(runner)
     runner.request(1, 0, 99.2)
     assert runner.wait_idle(30)
+    first = outcomes.chunks[0].actions
+    runner.request(2, 1, 99.2, previous_joint_names=JOINTS, previous_actions=first[1:], delay_ticks=2)  # guided
+    assert runner.wait_idle(30)
     runner.close()
     assert not outcomes.no_chunks
-    actions = outcomes.chunks[0].actions
-    assert actions.shape == (policy.chunk_size, 6) and np.all(np.isfinite(actions))
+    for chunk in outcomes.chunks:
+        assert chunk.actions.shape == (policy.chunk_size, 6) and np.all(np.isfinite(chunk.actions))
