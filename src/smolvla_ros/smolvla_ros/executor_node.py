@@ -346,9 +346,9 @@ class ExecutorNode(LifecycleNode):
             actions = self._safety.validate_chunk(data.joint_names, data.actions)
             outcome = self._loop.offer_chunk(data.request_id, data.first_tick, actions, data.control_period, now)
         except ValueError as error:  # InvalidChunkError included
+            # Counted and logged only: any publisher can send a malformed chunk with the id of a request in flight,
+            # so it neither frees that request (its real answer may still come) nor delays the next one.
             self._chunks_invalid += 1
-            # The request got no usable answer: free its slot now rather than after the timeout.
-            self._queue.request_failed(msg.request_id, now)
             self._log_chunk(now, "invalid", f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
             return
         if not outcome.accepted:
