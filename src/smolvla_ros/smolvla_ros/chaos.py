@@ -717,7 +717,6 @@ def graph(kind: str, log_dir: Path, checkpoint: Path | None) -> Iterator[tuple[O
                     "dtype": "float32",
                     "diagnostics_rate": 5.0,
                     "torch_threads": 1,
-                    "control_rate": RATE,
                 },
             )
         )

@@ -127,7 +127,7 @@ def start_policy(processes, checkpoint: Path, name: str = "policy"):
         name,
         (find_executable("policy_node"),),
         params_file=find_config("policy.yaml"),
-        parameters={"checkpoint": str(checkpoint), "camera_topics": CAMERAS, "control_rate": RATE},
+        parameters={"checkpoint": str(checkpoint), "camera_topics": CAMERAS},
     )
     return processes.start(name, spec.argv())
 

@@ -253,12 +253,14 @@ class SmolVLAPolicy:
         previous_actions: np.ndarray | None = None,
         delay: int = 0,
         max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT,
+        padded_dims: str = "flow_to_zero",
     ) -> np.ndarray:
         """Actions (chunk_size, action_dim), float32, un-normalised, for one observation.
 
         images: HxWx3 uint8 RGB of any size, one per camera slot in `camera_names` order, None for a missing
         camera (masked; at least one must be present). state: (state_dim,) raw joint state. Deterministic for a
-        given `noise` of shape (chunk_size, max_action_dim).
+        given `noise` of shape (chunk_size, max_action_dim). padded_dims: how the padded action dims are integrated
+        (`SmolVLAModel.integrate`; "model" only to compare with LeRobot 0.4.4).
 
         Real-time chunking (`smolvla.policy.rtc`): previous_actions (m, action_dim), raw like the actions returned,
         are the actions still to be executed before this chunk takes over, previous_actions[i] for the tick of the
@@ -271,7 +273,7 @@ class SmolVLAPolicy:
         guidance = self.chunk_guidance(previous_actions, delay, max_guidance_weight)
         with self._lock, torch.inference_mode():
             prefix = self.model.embed_prefix(*inputs)
-            x = self.model.sample_actions(prefix, noise, guidance=guidance)
+            x = self.model.sample_actions(prefix, noise, guidance=guidance, padded_dims=padded_dims)
         actions = self.normalizer.unnormalize_action(x[0, :, : self.action_dim].float().cpu())
         return actions.numpy().astype(np.float32, copy=False)
 

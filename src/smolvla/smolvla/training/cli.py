@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..camera_mapping import map_cameras
 from ..policy import SmolVLAPolicy
 from ..robot_interface import RobotInterface
 from .bags import (
@@ -77,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="task text of every bag without a task.txt of its own")
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--cameras", nargs="+", default=list(DEFAULT_CAMERA_TOPICS), help="camera topics in image-slot order"
+        "--cameras",
+        nargs="+",
+        default=list(DEFAULT_CAMERA_TOPICS),
+        metavar="NAME=TOPIC",
+        help="the checkpoint's cameras by name (front=/camera/front/image_raw, NAME=none to mask one), or topics in "
+        "order for checkpoints with numbered cameras (observation.image, ...); the policy node's camera_topics",
     )
     data.add_argument("--joint-state-topic", default=DEFAULT_JOINT_STATE_TOPIC, help="sensor_msgs/JointState")
     data.add_argument(
@@ -109,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        topics = Topics(tuple(args.cameras), args.joint_state_topic, args.action_topic, tuple(args.joint_names))
         config = TrainConfig(
             steps=args.steps,
             batch_size=args.batch_size,
@@ -125,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("loading %s on %s", args.checkpoint, args.device)
         policy = SmolVLAPolicy.from_pretrained(args.checkpoint, device=args.device)
         # Before reading the bags: a mismatch is found in seconds, not after decoding every image.
+        cameras = map_cameras(args.cameras, policy.camera_names)
+        log.info("cameras: %s", cameras.describe())
+        topics = Topics(cameras.streams, args.joint_state_topic, args.action_topic, tuple(args.joint_names))
         check_policy_matches(policy, len(topics.cameras), len(topics.joint_names), len(topics.joint_names))
         episodes = []
         for bag in bags:
@@ -136,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             chunk_size=policy.chunk_size,
             n_slots=len(policy.camera_names),
             image_size=policy.config.resize_imgs_with_padding,
+            camera_slots=cameras.slots,
         )
         if len(dataset) < config.batch_size:
             raise ValueError(f"{len(dataset)} frames in all, fewer than one batch of {config.batch_size}")
@@ -159,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": ["smolvla-train", *argv],
         "checkpoint": args.checkpoint,
         "bags": [str(bag) for bag in bags],
-        "topics": {"cameras": list(topics.cameras), "joint_state": topics.joint_state, "action": topics.action},
+        "topics": {
+            "cameras": dict(zip(cameras.features, cameras.topics, strict=True)),
+            "joint_state": topics.joint_state,
+            "action": topics.action,
+        },
         "joint_names": list(topics.joint_names),
         "fps": args.fps,
         "max_age": args.max_age,
