@@ -12,8 +12,12 @@ which compiles. --reference runs the reference implementation (LeRobot 0.4.4, be
 prints the speed-up measured side by side on this machine; the published reference figures (peer-latency.md) were
 taken on another CPU and are shown for context only.
 
+--rtc also times real-time chunking (`predict_chunk` guided toward 25 previous actions with a delay of 10 ticks,
+smolvla.policy.rtc): the guided chunk's median and its extra time over the unguided one. --size tiny measures the
+tiny test architecture (smolvla.policy.tiny, chunk of 50) instead of the 450M one.
+
 Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
-       [--modes eager compiled] [--reference [PYTHON]]
+       [--modes eager compiled] [--reference [PYTHON]] [--rtc] [--size full|tiny]
 """
 
 from __future__ import annotations
@@ -71,16 +75,25 @@ def _peak_rss_gib() -> float:
     return float("nan")
 
 
-def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bool, compile: bool = False) -> dict:
+def run_one(
+    cameras: int,
+    dtype: str,
+    repeats: int,
+    threads: int,
+    check_bf16: bool,
+    compile: bool = False,
+    rtc: bool = False,
+    size: str = "full",
+) -> dict:
     """Measure one configuration in this process."""
     import numpy as np
     import torch
 
     from smolvla.policy import SmolVLAConfig, SmolVLAPolicy
-    from smolvla.policy.tiny import make_tiny_tokenizer
+    from smolvla.policy.tiny import make_tiny_tokenizer, tiny_config
 
     torch.set_num_threads(threads)
-    base = SmolVLAConfig()
+    base = SmolVLAConfig() if size == "full" else tiny_config(n_cameras=3, chunk_size=50)
     config = base.replace(camera_names=base.camera_names[:cameras], camera_shapes=base.camera_shapes[:cameras])
     t0 = time.perf_counter()
     # The real tokenizer is not downloaded: instructions are always padded to 48 tokens, so any tokenizer gives
@@ -109,6 +122,16 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
         actions = policy.predict_chunk(images, state, instruction, noise=noise)
         totals.append(time.perf_counter() - t)
     cpu_per_chunk = (sum(os.times()[:2]) - cpu0) / repeats
+    guided = []
+    if rtc:
+        previous = actions[25:]  # the second half of a chunk still queued, 10 ticks of delay
+        policy.predict_chunk(images, state, instruction, noise=noise, previous_actions=previous, delay=10)
+        cpu0 = sum(os.times()[:2])
+        for _ in range(repeats):
+            t = time.perf_counter()
+            policy.predict_chunk(images, state, instruction, noise=noise, previous_actions=previous, delay=10)
+            guided.append(time.perf_counter() - t)
+        rtc_cpu_per_chunk = (sum(os.times()[:2]) - cpu0) / repeats
 
     # Split: the same work as predict_chunk, stage by stage.
     model = policy.model
@@ -129,6 +152,7 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
         splits["expert"].append(t3 - t2)
     other_cpu = meter.stop()
     result = {
+        "size": size,
         "cameras": cameras,
         "dtype": dtype,
         "threads": threads,
@@ -148,7 +172,9 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
         "build_s": build_s,
         "mode": "compiled" if compile else "eager",
         "first_call_s": first_call_s,
-        "published_reference_s": PUBLISHED_REFERENCE_S.get((cameras, dtype)),
+        "published_reference_s": PUBLISHED_REFERENCE_S.get((cameras, dtype)) if size == "full" else None,
+        "rtc_median_s": statistics.median(guided) if guided else None,
+        "rtc_cpu_s_per_chunk": rtc_cpu_per_chunk if guided else None,
     }
     if check_bf16:
         # Same weights and inputs in bfloat16: deviation of what the network adds to the noise, relative to its
@@ -164,19 +190,23 @@ def run_one(cameras: int, dtype: str, repeats: int, threads: int, check_bf16: bo
 def _table(rows: list[dict]) -> str:
     head = (
         "| cameras | dtype | mode | prefix tokens | median s | min s | max s | vision s | prefix s | 10 expert steps s "
-        "| CPU s | first call s | peak RSS GiB | load avg | others' CPU | reference here s | speed-up here "
-        "| published ref s (other CPU) |"
+        "| CPU s | first call s | peak RSS GiB | load avg | others' CPU | RTC s (extra) | RTC CPU s | reference here s "
+        "| speed-up here | published ref s (other CPU) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ref = r.get("reference")
         here = f"{ref['median_s']:.2f} | **{ref['median_s'] / r['median_s']:.2f}x**" if ref else "- | -"
+        guided = r.get("rtc_median_s")
+        rtc = "- | -"
+        if guided is not None:
+            rtc = f"{guided:.3f} (+{guided - r['median_s']:.3f}) | {r['rtc_cpu_s_per_chunk']:.3f}"
         lines.append(
             f"| {r['cameras']} | {r['dtype']} | {r['mode']} | {r['prefix_tokens']} | {r['median_s']:.2f} | "
             f"{r['min_s']:.2f} | {r['max_s']:.2f} | {r['vision_s']:.2f} | {r['prefix_s']:.2f} | {r['expert_s']:.2f} | "
             f"{r['cpu_s_per_chunk']:.2f} | {r['first_call_s']:.1f} | {r['peak_rss_gib']:.2f} | "
             f"{r['loadavg_before']:.2f}->{r['loadavg_after']:.2f} | "
-            f"{100 * r['other_processes_cpu_share']:.0f} % | {here} | {r['published_reference_s'] or '-'} |"
+            f"{100 * r['other_processes_cpu_share']:.0f} % | {rtc} | {here} | {r['published_reference_s'] or '-'} |"
         )
     return "\n".join(lines)
 
@@ -200,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PYTHON",
         help="also time LeRobot 0.4.4 with this interpreter (default: .venv-reference/bin/python)",
     )
+    parser.add_argument("--rtc", action="store_true", help="also time real-time chunking (guided sampling)")
+    parser.add_argument("--size", choices=["full", "tiny"], default="full", help="450M or the tiny test model")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -207,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         compile = mode == "compiled"
         # The compiled model has its weights frozen in: no dtype change after compiling.
         check = dtype == "float32" and not compile
-        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, compile)))
+        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, compile, args.rtc, args.size)))
         return 0
     if args.reference and not Path(args.reference).exists():
         parser.error(f"{args.reference} does not exist: run tools/setup_reference_venv.sh (or make bench-reference)")
@@ -226,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "python": platform.python_version(),
     }
-    print(f"SmolVLA latency per chunk (450M, random weights, batch 1, 50 actions, 10 steps) on {machine}")
+    model = "450M" if args.size == "full" else "tiny test architecture"
+    print(f"SmolVLA latency per chunk ({model}, random weights, batch 1, 50 actions, 10 steps) on {machine}")
     rows = []
     for dtype in args.dtypes:
         for cameras in args.cameras:
             config_rows = []
             for mode in args.modes:
                 cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}:{mode}", "--repeats", str(args.repeats)]
+                cmd += ["--size", args.size] + (["--rtc"] if args.rtc else [])
                 print(f"measuring {cameras} camera(s), {dtype}, {mode} ...", flush=True)
                 config_rows.append(_last_json_line(cmd + ["--threads", str(args.threads)]))
             if args.reference:

@@ -180,7 +180,7 @@ def tick_jitter(bench: Bench, seconds: float, period: float) -> dict[str, dict[s
 def measure_jitter(args, workdir: Path, log) -> dict:
     """Executor jitter with no policy computing, then while the policy computes in another process."""
     period = 1.0 / args.rate
-    checkpoint = build_checkpoint(args.model, workdir, cameras=1)
+    checkpoint = build_checkpoint(args.model, workdir, cameras=1, fps=args.rate)
     executor = NodeSpec(
         "executor",
         (find_executable("executor_node"),),
@@ -225,7 +225,7 @@ def measure_overhead(args, workdir: Path, log) -> dict:
     """
     result = {}
     for cameras in (1, 3):
-        checkpoint = build_checkpoint("tiny", workdir, cameras=cameras)
+        checkpoint = build_checkpoint("tiny", workdir, cameras=cameras, fps=30.0)
         bench = Bench()
         bench.set_cameras(cameras, 512)
         spec = policy_spec(checkpoint, cameras, max_sample_age=10.0)
@@ -269,20 +269,24 @@ def measure_overhead(args, workdir: Path, log) -> dict:
     return result
 
 
-def build_checkpoint(model: str, workdir: Path, cameras: int) -> Path:
+def build_checkpoint(model: str, workdir: Path, cameras: int, fps: float) -> Path:
     """A tiny checkpoint, or the full-size SmolVLA architecture with random weights (the real tokenizer is not
-    downloaded: the instruction is padded to 48 tokens anyway, so the work is the same)."""
+    downloaded: the instruction is padded to 48 tokens anyway, so the work is the same); SO-100 joints in radians
+    at `fps` (the executor's rate)."""
     from smolvla.policy import SmolVLAConfig, SmolVLAPolicy, make_tiny_checkpoint
     from smolvla.policy.tiny import make_tiny_tokenizer
+    from smolvla.robot_interface import so100_interface
 
-    directory = workdir / f"{model}_{cameras}"
+    directory = workdir / f"{model}_{cameras}_{fps:g}"
     if directory.exists():
         return directory
     if model == "tiny":
-        return make_tiny_checkpoint(directory, n_cameras=cameras, chunk_size=50)
+        return make_tiny_checkpoint(directory, n_cameras=cameras, chunk_size=50, fps=fps)
     base = SmolVLAConfig()
     config = base.replace(camera_names=base.camera_names[:cameras], camera_shapes=base.camera_shapes[:cameras])
-    return SmolVLAPolicy.random(config, make_tiny_tokenizer(), seed=0).save_pretrained(directory)
+    policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), seed=0)
+    policy.robot_interface = so100_interface(config.camera_names, fps=fps)
+    return policy.save_pretrained(directory)
 
 
 def print_jitter(jitter: dict, rate: float) -> None:

@@ -119,7 +119,9 @@ def chunk_deviation(policy, inputs: dict[str, Tensor], task: str, ref: dict[str,
     """Our `predict_chunk` against LeRobot's pipeline output: un-normalised actions, relative to their spread, and
     (normalised) relative to the spread of the displacement from the noise."""
     images, state, noise = observation(inputs)
-    actions = torch.from_numpy(policy.predict_chunk(images, state, task, noise=noise))
+    # LeRobot integrates the network's own velocity in the padded action dims; ours follows the training path there
+    # by default (docs/model.md), so compare like with like.
+    actions = torch.from_numpy(policy.predict_chunk(images, state, task, noise=noise, padded_dims="model"))
     action_dim = actions.shape[-1]
     raw = deviation(actions, ref["actions"][0])
     ours_n = policy.normalizer.normalize_action(actions)

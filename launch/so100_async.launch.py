@@ -2,6 +2,9 @@
 
     ros2 launch smolvla_ros so100_async.launch.py checkpoint:=<hub id or directory> port:=/dev/ttyACM0 \
         calibration_file:=<LeRobot calibration JSON>
+    ros2 launch smolvla_ros so100_async.launch.py checkpoint:=<LeRobot-trained checkpoint> \
+        calibration_file:=<LeRobot calibration JSON> joint_units:=lerobot_degrees fps:=30 \
+        cameras:=front=/camera/front/image_raw,wrist=/camera/wrist/image_raw
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true checkpoint:=/path/to/checkpoint
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert g:=0.5
     ros2 launch smolvla_ros so100_async.launch.py use_sim:=true policy:=expert record_dir:=episodes
@@ -39,10 +42,21 @@ ARGUMENTS = [
     ("policy", "smolvla", "smolvla (the model) or expert (the scripted simulation expert)"),
     ("checkpoint", "", "SmolVLA checkpoint: Hugging Face hub id or local directory"),
     ("instruction", "", "initial language instruction (later: the /smolvla/set_instruction service)"),
-    ("cameras", "", "1-3 camera topics in priority order (global, wrist, side), comma separated"),
+    (
+        "cameras",
+        "",
+        "the checkpoint's cameras by name, comma separated: front=/camera/front/image_raw,wrist=... (NAME=none masks "
+        "one); or topics in order for checkpoints with numbered cameras (observation.image, observation.image2, ...)",
+    ),
+    (
+        "joint_units",
+        "",
+        "units of a checkpoint without robot_interface.json: lerobot_degrees, lerobot_range, radians or one per joint",
+    ),
+    ("fps", "", "frame rate of a checkpoint without robot_interface.json (the executor's control_rate follows it)"),
     ("mode", "", "executor mode: sync, async, continuous or auto"),
     ("g", "", "queue threshold g in [0, 1] (request a chunk when queue / chunk_size <= g)"),
-    ("control_rate", "", "control rate in Hz (executor, policy, simulated arm)"),
+    ("control_rate", "", "control rate in Hz (executor, simulated arm); default: the checkpoint's frame rate"),
     ("chunk_size", "", "actions per chunk (executor, expert); must match the checkpoint"),
     ("device", "", "torch device of the model: cpu, cuda, ..."),
     ("dtype", "", "model dtype: float32 or bfloat16"),
@@ -52,7 +66,7 @@ ARGUMENTS = [
     ("dry_run", "false", "true: the executor publishes commands only to /smolvla/dry_run_command, never to the arm"),
     # Passed to so100_driver's launch when use_sim is false.
     ("port", "/dev/ttyACM0", "serial device of the SO-100 bus"),
-    ("calibration_file", "", "LeRobot calibration JSON of the arm"),
+    ("calibration_file", "", "LeRobot calibration JSON of the arm (driver; policy, for LeRobot's joint units)"),
     ("use_mock_hardware", "false", "driver with mock hardware (no arm)"),
     ("use_emulator", "false", "driver on the STS3215 bus emulator (no arm, the real driver code)"),
     (
@@ -85,6 +99,9 @@ def _graph(context):
         control_rate=optional("control_rate", float),
         chunk_size=optional("chunk_size", int),
         cameras=tuple(cameras) if cameras else None,
+        joint_units=optional("joint_units"),
+        fps=optional("fps", float),
+        calibration_file=optional("calibration_file"),
         device=optional("device"),
         dtype=optional("dtype"),
         record_dir=optional("record_dir", Path),

@@ -26,15 +26,14 @@ import numpy as np
 from smolvla.health import Health, OutcomeStats, ServingHealth
 from smolvla.images import CompressedImage, ImageConversionError, RawImage
 from smolvla.instruction import InstructionCheck, check_instruction
+from smolvla.joint_units import JointConverter
 from smolvla.observation import SampleHistory, order_joint_positions, select_samples
 from smolvla.request_worker import Dropped, DropReason, RequestWorker
 
 #: predict(images per model camera slot (None = no camera), state, instruction) -> (chunk_size, action_dim) array;
-#: SmolVLAPolicy.predict_chunk fits.
+#: SmolVLAPolicy.predict_chunk fits. For a request with previous actions (real-time chunking) it is called with the
+#: keywords previous_actions ((m, action_dim), model units) and delay (ticks) as well.
 PredictFn = Callable[[list[np.ndarray | None], np.ndarray, str], np.ndarray]
-
-#: Joint units the model may expect; the robot side always speaks radians (see docs/ros-graph.md).
-JOINT_UNITS = ("radians", "degrees")
 
 #: Largest observation tick a request may carry: first_tick = tick + 1 and the ticks of a chunk's points must stay
 #: within the int64 of ActionChunk.first_tick. No run reaches it (2^62 ticks at 1 kHz are 146 million years).
@@ -66,6 +65,10 @@ class ChunkJob:
     images: tuple[RawImage | CompressedImage | None, ...]  # one per model camera slot
     image_streams: tuple[str | None, ...]  # the stream each slot's image came from
     state: np.ndarray  # joint positions in joint_names order, radians
+    # Real-time chunking: the executor's queued actions for ticks observation_tick + 1 + i (joint_names order,
+    # radians), None without; and its estimate of the ticks until the chunk arrives.
+    previous_actions: np.ndarray | None = None
+    delay_ticks: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,10 +121,11 @@ class _ImageError(Exception):
 class PolicyRunner:
     """Chunk requests in, chunks or reasons out; see the module docstring.
 
-    predict: the model (SmolVLAPolicy.predict_chunk). n_camera_slots: the model's image slots; camera_streams
-    (1 to n_camera_slots names, in priority order) fill the first slots, the others stay empty (masked).
-    joint_names: order of the state vector and of the actions (len must equal the model's state and action size).
-    joint_units: the units the model was trained with; states are converted from and actions back to radians.
+    predict: the model (SmolVLAPolicy.predict_chunk). camera_slots: per model image slot, the stream that feeds it
+    or None for a slot left empty (masked); `smolvla.camera_mapping` says which. joint_names: order of the state
+    vector and of the actions (len must equal the model's state and action size). units: the joint units the model
+    was trained with (`smolvla.joint_units`); states are converted from radians and actions back to radians.
+    None: the model speaks radians.
     Each input keeps the samples of the last max_sample_age + max_request_delay seconds (a request handled up to
     max_request_delay seconds after its capture time still finds its samples, at any sensor rate); samples stamped
     more than future_tolerance seconds ahead of `clock` are refused and counted.
@@ -131,41 +135,40 @@ class PolicyRunner:
         self,
         predict: PredictFn,
         *,
-        camera_streams: Sequence[str],
-        n_camera_slots: int,
+        camera_slots: Sequence[str | None],
         joint_names: Sequence[str],
         max_sample_age: float,
         instruction: str,
         on_chunk: Callable[[ChunkResult], None],
         on_no_chunk: Callable[[NoChunk], None],
-        joint_units: str = "radians",
+        units: JointConverter | None = None,
         max_request_delay: float = 1.0,
         future_tolerance: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 1 <= len(camera_streams) <= n_camera_slots:
-            raise ValueError(
-                f"give 1 to {n_camera_slots} camera streams (the model's slots), got {len(camera_streams)}"
-            )
-        if len(set(camera_streams)) != len(camera_streams):
-            raise ValueError(f"camera streams repeat: {list(camera_streams)}")
+        streams = [stream for stream in camera_slots if stream is not None]
+        if not streams:
+            raise ValueError(f"at least one camera slot needs a stream, got {list(camera_slots)}")
+        if len(set(streams)) != len(streams):
+            raise ValueError(f"camera streams repeat: {streams}")
         if not joint_names or len(set(joint_names)) != len(joint_names):
             raise ValueError(f"joint names must be unique and not empty, got {list(joint_names)}")
         if not (math.isfinite(max_sample_age) and max_sample_age > 0):
             raise ValueError(f"max_sample_age must be a positive number of seconds, got {max_sample_age}")
         if not (math.isfinite(max_request_delay) and max_request_delay >= 0):
             raise ValueError(f"max_request_delay must be >= 0 seconds, got {max_request_delay}")
-        if joint_units not in JOINT_UNITS:
-            raise ValueError(f"joint_units must be one of {JOINT_UNITS}, got {joint_units!r}")
+        units = units or JointConverter(joint_names, ("radians",) * len(joint_names))
+        if units.joint_names != tuple(joint_names):
+            raise ValueError(f"the unit conversion is for joints {list(units.joint_names)}, not {list(joint_names)}")
         check = check_instruction(instruction)
         if not check.accepted:
             raise ValueError(f"default instruction refused: {check.message}")
         self._predict = predict
-        self.camera_streams = tuple(camera_streams)
-        self.n_camera_slots = n_camera_slots
+        self.camera_slots = tuple(camera_slots)
+        self.camera_streams = tuple(streams)
         self.joint_names = tuple(joint_names)
         self.max_sample_age = max_sample_age
-        self.joint_units = joint_units
+        self.units = units
         self._clock = clock
         self._on_chunk = on_chunk
         self._on_no_chunk = on_no_chunk
@@ -233,11 +236,37 @@ class PolicyRunner:
 
     # -- requests --------------------------------------------------------------------------------------------------
 
-    def request(self, request_id: int, observation_tick: int, capture_time: float, must_go: bool = False) -> None:
-        """Handle a chunk request: answered later through on_chunk/on_no_chunk (possibly before this returns)."""
+    def request(
+        self,
+        request_id: int,
+        observation_tick: int,
+        capture_time: float,
+        must_go: bool = False,
+        *,
+        previous_joint_names: Sequence[str] = (),
+        previous_actions: Sequence[Sequence[float]] | np.ndarray | None = None,
+        delay_ticks: int = 0,
+    ) -> None:
+        """Handle a chunk request: answered later through on_chunk/on_no_chunk (possibly before this returns).
+
+        Real-time chunking: previous_actions (m rows of one position per previous_joint_names entry, radians) are
+        the executor's queued actions for the requested chunk's first m ticks, delay_ticks its estimate of the
+        ticks until the chunk arrives; the model then samples the chunk guided to continue them. None or m = 0: no
+        guidance. Previous actions that do not name every joint make the request INVALID.
+        """
         instruction = self.instruction
         self._health.requested()
         invalid = invalid_request(observation_tick, capture_time)
+        previous = None
+        if not invalid and previous_actions is not None and len(previous_actions):
+            try:
+                previous = np.array(
+                    [order_joint_positions(previous_joint_names, row, self.joint_names) for row in previous_actions]
+                )
+            except ValueError as error:
+                invalid = f"invalid previous actions: {error}"
+        if not invalid and not (isinstance(delay_ticks, int) and delay_ticks >= 0):
+            invalid = f"invalid delay_ticks {delay_ticks!r}"
         if invalid:
             self._answer(NoChunk(request_id, NoChunkKind.INVALID, invalid, instruction))
             return
@@ -246,7 +275,7 @@ class PolicyRunner:
         if not selection.ok:
             self._answer(NoChunk(request_id, NoChunkKind.INPUT, selection.describe(), instruction))
             return
-        slots = list(self.camera_streams) + [None] * (self.n_camera_slots - len(self.camera_streams))
+        slots = self.camera_slots
         job = ChunkJob(
             request_id=request_id,
             observation_tick=observation_tick,
@@ -256,6 +285,8 @@ class PolicyRunner:
             images=tuple(None if s is None else selection.samples[s].value for s in slots),
             image_streams=tuple(slots),
             state=selection.samples[self._joints.name].value,
+            previous_actions=previous,
+            delay_ticks=delay_ticks,
         )
         self._worker.submit(job)
 
@@ -279,9 +310,13 @@ class PolicyRunner:
                     images.append(None if image is None else image.to_rgb())
                 except ImageConversionError as error:
                     raise _ImageError(stream, error) from error
-            state = job.state if self.joint_units == "radians" else np.degrees(job.state)
+            state = self.units.to_policy(job.state).astype(np.float32)
             model_start = time.perf_counter()
-            raw = self._predict(images, state.astype(np.float32), job.instruction)
+            if job.previous_actions is None:
+                raw = self._predict(images, state, job.instruction)
+            else:
+                previous = self.units.to_policy(job.previous_actions).astype(np.float32)
+                raw = self._predict(images, state, job.instruction, previous_actions=previous, delay=job.delay_ticks)
             model_seconds = time.perf_counter() - model_start
             actions = np.asarray(raw, dtype=np.float64)
             if actions.ndim != 2 or actions.shape[1] != len(self.joint_names) or actions.shape[0] < 1:
@@ -290,8 +325,7 @@ class PolicyRunner:
                 )
             if not np.all(np.isfinite(actions)):
                 raise ValueError("model returned non-finite actions")
-            if self.joint_units == "degrees":
-                actions = np.radians(actions)
+            actions = self.units.to_radians(actions)
         finally:
             self._health.set_computing(False)
         return ChunkResult(job, actions, model_seconds, time.perf_counter() - start)

@@ -51,8 +51,17 @@ UNIT_PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Where a user learns what to set for a checkpoint that does not describe its robot interface.
+README_SECTION = 'README.md, "Run your LeRobot-trained checkpoint on the ROS arm"'
+
+
 class RobotInterfaceError(ValueError):
     """A robot interface (a file, parameters or a preset) that cannot be used; the message says what and where."""
+
+
+class UnknownInterfaceError(RobotInterfaceError):
+    """A checkpoint that does not say which joint units and frame rate it was trained with, and no parameters
+    that do: it must not run, since a wrong guess moves the arm wrongly without any error."""
 
 
 def parse_joint_units(text: str, n_joints: int) -> tuple[str, ...]:
@@ -157,7 +166,7 @@ class RobotInterface:
         if not isinstance(joints, list) or not all(
             isinstance(joint, dict) and set(joint) == {"name", "units"} for joint in joints
         ):
-            raise RobotInterfaceError(f"{source}: 'joints' must be a list of {{\"name\": ..., \"units\": ...}} objects")
+            raise RobotInterfaceError(f'{source}: \'joints\' must be a list of {{"name": ..., "units": ...}} objects')
         try:
             return cls(
                 joint_names=tuple(joint["name"] for joint in joints),
@@ -201,9 +210,7 @@ class RobotInterface:
         return cls.from_json(text, str(path))
 
 
-def so100_interface(
-    cameras: Sequence[str], *, units: str = "radians", fps: float = SO100_FPS
-) -> RobotInterface:
+def so100_interface(cameras: Sequence[str], *, units: str = "radians", fps: float = SO100_FPS) -> RobotInterface:
     """This workspace's SO-100 / SO-101: the six joints in servo order, `units` (a preset or per-joint list) and
     the given camera feature names."""
     return RobotInterface(SO100_JOINT_NAMES, parse_joint_units(units, len(SO100_JOINT_NAMES)), fps, tuple(cameras))
@@ -218,3 +225,48 @@ def _check_names(kind: str, names: tuple[Any, ...]) -> None:
         raise RobotInterfaceError(f"{kind}s repeat: {repeated}")
     if kind == "joint name" and not names:
         raise RobotInterfaceError("a robot interface needs at least one joint")
+
+
+def interface_for_checkpoint(
+    stored: RobotInterface | None,
+    *,
+    source: str,
+    joint_names: Sequence[str],
+    joint_units: str,
+    fps: float,
+    cameras: Sequence[str],
+) -> RobotInterface:
+    """The robot interface to run a checkpoint with: the one it stores, or the one the parameters describe.
+
+    stored: the checkpoint's robot_interface.json (None when it has none). joint_names / joint_units (a preset or
+    per-joint list; "" for none) / fps (0 for none): the policy node's parameters. cameras: the checkpoint's camera
+    features. A parameter that contradicts the stored interface is an error, and so is a checkpoint without one
+    whose units or frame rate are not given (UnknownInterfaceError, saying what to set).
+    """
+    if stored is not None:
+        problems = []
+        if tuple(joint_names) != stored.joint_names:
+            problems.append(f"joint_names {list(joint_names)}, but its joints are {list(stored.joint_names)}")
+        if joint_units.strip() and parse_joint_units(joint_units, len(stored.joint_names)) != stored.joint_units:
+            problems.append(f"joint_units {joint_units!r}, but it was trained in {stored.describe_units()}")
+        if fps and fps != stored.fps:
+            problems.append(f"fps {fps:g}, but it was trained at {stored.fps:g} fps")
+        if problems:
+            raise RobotInterfaceError(
+                f"checkpoint {source} says how it was trained (robot_interface.json), and the parameters contradict "
+                f"it: {'; '.join(problems)}. Leave joint_units and fps empty to use the checkpoint's."
+            )
+        return stored
+    missing = [name for name, given in (("joint_units", joint_units.strip()), ("fps", fps)) if not given]
+    if missing:
+        raise UnknownInterfaceError(
+            f"checkpoint {source} does not say which joint units and frame rate it was trained with (it has no "
+            f"{INTERFACE_FILE}; checkpoints trained with LeRobot have none), and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set. Refusing to guess: a model fed other units than it was "
+            "trained on moves the arm wrongly. Set joint_units (lerobot_degrees: LeRobot 0.4 SO-100/SO-101 "
+            "recordings, body joints in degrees; lerobot_range: recorded with use_degrees=False, body joints in "
+            "-100..100; radians: this workspace's recordings; or one unit per joint, comma separated), fps (the "
+            "frame rate of the dataset it was trained on, e.g. 30) and, for LeRobot's units, calibration_file (the "
+            f"arm's LeRobot calibration JSON, the driver's calibration_file). See {README_SECTION}."
+        )
+    return RobotInterface(tuple(joint_names), parse_joint_units(joint_units, len(joint_names)), fps, tuple(cameras))

@@ -59,6 +59,7 @@ RECOVERY = 2.0  # seconds after a fault ends within which the graph must recover
 # machine), then the executor's request_timeout (10 s) for the request the killed process never answered.
 RESTART_RECOVERY = 90.0
 OK = int.from_bytes(DiagnosticStatus.OK)  # levels are bytes in the message
+RESUME_TOLERANCE = 1.0  # rad, the executor's; see graph()
 SETTLE = 60.0  # seconds a case that did not recover in time gets to settle before the next case starts
 ROGUE_IDS = 10**12  # request ids of injected requests and chunks (the executor counts its own from 1)
 FRONT, WRIST = "/camera/front/image_raw", "/camera/wrist/image_raw/compressed"
@@ -334,8 +335,12 @@ def joint_state_cases() -> list[Case]:
             diagnostics_settle=8.0,
         ),
         Case("joint states: 2 kHz burst", send(lambda o, k: _states(JOINTS, state(o), o.now()), 1000, 0.5), quick=True),
-        Case("joint states: outside the limits", send(lambda o, k: _states(JOINTS, [3.0, *state(o)[1:]], o.now()), 5)),
-        Case("joint states: outage, then a state outside the limits", outage_then_spoof),
+        Case(
+            "joint states: outside the limits",
+            send(lambda o, k: _states(JOINTS, [3.0, *state(o)[1:]], o.now()), 5),
+            quick=True,
+        ),
+        Case("joint states: outage, then a state outside the limits", outage_then_spoof, quick=True),
     ]
 
 
@@ -399,7 +404,7 @@ def chunk_cases() -> list[Case]:
         return _burst(1000, 1.0, send), []
 
     return [
-        Case("chunk: NaN actions", rogue(lambda o: np.full((CHUNK, 6), np.nan))),
+        Case("chunk: NaN actions", rogue(lambda o: np.full((CHUNK, 6), np.nan)), quick=True),
         Case("chunk: unknown joints", rogue(lambda o: here(o, CHUNK), joints=[*JOINTS[:5], "tail"])),
         Case("chunk: 0 points", empty),
         Case("chunk: 10,000 points", rogue(lambda o: here(o, 10_000))),
@@ -498,7 +503,7 @@ def parameter_cases(policy_node: str) -> list[Case]:
         return inject
 
     return [
-        Case(f"parameters: invalid values on {node}", refused(node), quick=node != "smolvla_executor")
+        Case(f"parameters: invalid values on {node}", refused(node), quick=True)
         for node in ("smolvla_executor", "so101_sim", policy_node)
     ]
 
@@ -712,18 +717,18 @@ def graph(kind: str, log_dir: Path, checkpoint: Path | None) -> Iterator[tuple[O
                     "dtype": "float32",
                     "diagnostics_rate": 5.0,
                     "torch_threads": 1,
-                    "control_rate": RATE,
                 },
             )
         )
-    processes.start(
-        NodeSpec(
-            "executor",
-            (find_executable("executor_node"),),
-            find_config("executor.yaml"),
-            {"chunk_size": CHUNK, "control_rate": RATE},
-        )
-    )
+    # resume_tolerance: with the default 0.2 rad, a gripper closed on the cube (0.2-0.6 rad from its command) after
+    # any joint-state gap longer than joint_state_timeout (a stalled simulation on a loaded machine) makes the
+    # executor hold until re-activated; see docs/ros-graph.md, "Faults and bad input".
+    executor: dict[str, object] = {"chunk_size": CHUNK, "control_rate": RATE, "resume_tolerance": RESUME_TOLERANCE}
+    if kind != "expert":
+        # The tiny checkpoint's random weights give arbitrary actions, which the executor's gate on absurd chunks
+        # rightly refuses; these cases are about the policy's inputs, so the gate lets its chunks through.
+        executor |= {"gate_outside_fraction": 0.99, "gate_limit_margin": 100.0, "gate_max_jump": 100.0}
+    processes.start(NodeSpec("executor", (find_executable("executor_node"),), find_config("executor.yaml"), executor))
     observer: Observer | None = None
     try:
         observer = Observer()
@@ -793,6 +798,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smolvla_chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the bounded subset that make test runs")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the nodes' logs here (default: temporary)")
+    parser.add_argument("--only", default=None, help="only the cases whose name contains this text")
+    parser.add_argument(
+        "--recovery",
+        type=float,
+        default=RECOVERY,
+        help=f"seconds after a fault within which the graph must recover (default {RECOVERY:g}, the goal)",
+    )
     args = parser.parse_args(argv)
     expert_cases = [
         *joint_state_cases(),
@@ -807,15 +819,22 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.quick:
         expert_cases, smolvla_cases = [c for c in expert_cases if c.quick], []
+    if args.recovery != RECOVERY:
+        expert_cases = [dataclasses.replace(c, deadline=max(c.deadline, args.recovery)) for c in expert_cases]
+        smolvla_cases = [dataclasses.replace(c, deadline=max(c.deadline, args.recovery)) for c in smolvla_cases]
+    if args.only:
+        expert_cases = [c for c in expert_cases if args.only in c.name]
+        smolvla_cases = [c for c in smolvla_cases if args.only in c.name]
     results: list[CaseResult] = []
     audits: list[CommandAudit] = []
     print("| case | bad inputs | recovered after / deadline [s] | crashes | unsafe commands | result | notes |")
     print("|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory(prefix="smolvla-chaos-") as scratch:
         log_dir = _mkdir(args.log_dir or Path(scratch))
-        with graph("expert", _mkdir(log_dir / "expert"), None) as (observer, processes):
-            results += [_row(run_case(case, observer, processes)) for case in expert_cases]
-            audits.append(observer.audit)
+        if expert_cases:
+            with graph("expert", _mkdir(log_dir / "expert"), None) as (observer, processes):
+                results += [_row(run_case(case, observer, processes)) for case in expert_cases]
+                audits.append(observer.audit)
         if smolvla_cases:
             from smolvla.policy import make_tiny_checkpoint
 
@@ -823,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             with graph("smolvla", _mkdir(log_dir / "smolvla"), checkpoint) as (observer, processes):
                 results += [_row(run_case(case, observer, processes)) for case in smolvla_cases]
                 audits.append(observer.audit)
+        if not args.quick and (not args.only or args.only in "process: launcher SIGINT"):
             results.append(_row(launcher_sigint_case(log_dir)))
     figures = summary(results, audits)
     for audit in audits:

@@ -2,7 +2,8 @@
 
 Shared by every node that publishes or receives chunks (policy, expert, executor), so that the message layout
 and the tick convention are written down once: trajectory point i is the action for tick first_tick + i and
-its time_from_start is i * control_period.
+its time_from_start is i * control_period. The previous actions of a ChunkRequest (real-time chunking) use the
+same layout, point i for the requested chunk's action i.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from trajectory_msgs.msg import JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla_msgs.msg import ActionChunk
 
@@ -56,6 +57,32 @@ class ChunkData:
     instruction: str
 
 
+def actions_to_trajectory(actions: np.ndarray, joint_names: Sequence[str], control_period: float) -> JointTrajectory:
+    """An (n, n_joints) array of absolute joint positions as a JointTrajectory, point i at i * control_period."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[1] != len(joint_names):
+        raise ValueError(f"actions must have shape (n, {len(joint_names)}), got {actions.shape}")
+    return JointTrajectory(
+        joint_names=list(joint_names),
+        points=[
+            JointTrajectoryPoint(positions=row.tolist(), time_from_start=seconds_to_duration(i * control_period))
+            for i, row in enumerate(actions)
+        ],
+    )
+
+
+def actions_from_trajectory(trajectory: JointTrajectory) -> tuple[tuple[str, ...], np.ndarray]:
+    """(joint names, (n, n_joints) float64 positions) of a JointTrajectory, n >= 0; raises ValueError when a point
+    does not have one position per joint."""
+    names = tuple(trajectory.joint_names)
+    points = trajectory.points
+    lengths = {len(p.positions) for p in points}
+    if points and lengths != {len(names)}:
+        raise ValueError(f"trajectory has {len(names)} joint names but points with {sorted(lengths)} positions")
+    actions = np.array([p.positions for p in points], dtype=np.float64).reshape(len(points), len(names))
+    return names, actions
+
+
 def chunk_to_msg(
     actions: np.ndarray,
     joint_names: Sequence[str],
@@ -69,20 +96,13 @@ def chunk_to_msg(
     instruction: str,
 ) -> ActionChunk:
     """Build an ActionChunk from an (n, n_joints) array of absolute joint positions."""
-    actions = np.asarray(actions, dtype=np.float64)
-    if actions.ndim != 2 or actions.shape[1] != len(joint_names):
-        raise ValueError(f"actions must have shape (n, {len(joint_names)}), got {actions.shape}")
     msg = ActionChunk()
     msg.header.stamp = capture_stamp
     msg.chunk_id = int(chunk_id)
     msg.request_id = int(request_id)
     msg.first_tick = int(first_tick)
     msg.control_period = seconds_to_duration(control_period)
-    msg.trajectory.joint_names = list(joint_names)
-    msg.trajectory.points = [
-        JointTrajectoryPoint(positions=row.tolist(), time_from_start=seconds_to_duration(i * control_period))
-        for i, row in enumerate(actions)
-    ]
+    msg.trajectory = actions_to_trajectory(actions, joint_names, control_period)
     msg.inference_latency = float(inference_latency)
     msg.instruction = instruction
     return msg
@@ -90,14 +110,12 @@ def chunk_to_msg(
 
 def chunk_from_msg(msg: ActionChunk) -> ChunkData:
     """Read an ActionChunk; raises ValueError when its points do not all have one position per joint."""
-    names = tuple(msg.trajectory.joint_names)
-    points = msg.trajectory.points
-    if not points:
+    if not msg.trajectory.points:
         raise ValueError("chunk has no trajectory points")
-    lengths = {len(p.positions) for p in points}
-    if lengths != {len(names)}:
-        raise ValueError(f"chunk has {len(names)} joint names but points with {sorted(lengths)} positions")
-    actions = np.array([p.positions for p in points], dtype=np.float64).reshape(len(points), len(names))
+    try:
+        names, actions = actions_from_trajectory(msg.trajectory)
+    except ValueError as error:
+        raise ValueError(f"chunk: {error}") from error
     return ChunkData(
         request_id=msg.request_id,
         chunk_id=msg.chunk_id,

@@ -39,7 +39,7 @@ from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueSta
 from smolvla.async_inference.parameters import LIVE, apply_live, build_control_loop
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
-from smolvla_ros.chunk_messages import chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_from_msg, seconds_to_duration, seconds_to_time
 from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
 
 NODE_NAME = "smolvla_executor"
@@ -267,14 +267,18 @@ class ExecutorNode(LifecycleNode):
         self._log_joint_state_hold(tick)
         if tick.request is not None:
             request = tick.request
-            self._request_pub.publish(
-                ChunkRequest(
-                    request_id=request.request_id,
-                    observation_tick=request.observation_tick,
-                    capture_stamp=seconds_to_time(request.capture_time),
-                    must_go=request.must_go,
-                )
+            msg = ChunkRequest(
+                request_id=request.request_id,
+                observation_tick=request.observation_tick,
+                capture_stamp=seconds_to_time(request.capture_time),
+                must_go=request.must_go,
+                delay_ticks=request.delay_ticks,
             )
+            if request.previous_actions is not None:
+                msg.previous_actions = actions_to_trajectory(
+                    request.previous_actions, self._safety.joint_names, self._period
+                )
+            self._request_pub.publish(msg)
 
     def _log_joint_state_hold(self, tick: ControlTick) -> None:
         topic = self._params["joint_state_topic"]
@@ -352,9 +356,9 @@ class ExecutorNode(LifecycleNode):
             actions = self._safety.validate_chunk(data.joint_names, data.actions)
             outcome = self._loop.offer_chunk(data.request_id, data.first_tick, actions, data.control_period, now)
         except ValueError as error:  # InvalidChunkError included
+            # Counted and logged only: any publisher can send a malformed chunk with the id of a request in flight,
+            # so it neither frees that request (its real answer may still come) nor delays the next one.
             self._chunks_invalid += 1
-            # The request got no usable answer: free its slot now rather than after the timeout.
-            self._queue.request_failed(msg.request_id, now)
             self._log_chunk(now, "invalid", f"rejected chunk {msg.chunk_id} (request {msg.request_id}): {error}")
             return
         if not outcome.accepted:
@@ -365,6 +369,12 @@ class ExecutorNode(LifecycleNode):
                 f"chunks hold {len(actions)} actions but chunk_size is {self._params['chunk_size']}: "
                 "the threshold g is relative to chunk_size",
                 throttle_duration_sec=60.0,
+            )
+        if outcome.late_seam:
+            self.get_logger().info(
+                f"chunk {msg.chunk_id} arrived later than the delay its request announced: ramped in "
+                f"(seam jump {outcome.seam_jump:.4f})",
+                throttle_duration_sec=5.0,
             )
 
     def _log_chunk(self, now: float, kind: str, line: str) -> None:
@@ -406,6 +416,10 @@ class ExecutorNode(LifecycleNode):
             dry_run=self._params["dry_run"],
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
+            seam_jump_last=s.seam_jump_last,
+            seam_jump_mean=s.seam_jump_mean,
+            seam_jump_max=s.seam_jump_max,
+            chunks_late=s.chunks_late,
         )
         msg.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(msg)

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from smolvla.camera_mapping import entry_topics
+from smolvla.robot_interface import INTERFACE_FILE, RobotInterface
+
 PACKAGE = "smolvla_ros"
 
 #: Exit codes that mean "stopped because it was asked to": 0, killed by SIGINT/SIGTERM, or the shell convention 128+n.
@@ -353,9 +356,14 @@ class GraphOptions:
         continuous g = 1).
     output: what the executor commands: "position" (forward_position_controller) or "trajectory"
         (joint_trajectory_controller); see executor_output() for the driver's command_controllers.
+    control_rate: executor (and simulated arm) rate in Hz. When None it is the checkpoint's frame rate (its
+        robot_interface.json, else `fps`); a rate that differs from the checkpoint's is refused.
     chunk_size: actions per chunk (the executor's n; also the expert's); must match the checkpoint's. When None
-        and the checkpoint is a local directory, its config.json's chunk_size is used.
-    cameras: camera topics for the policy in priority order (global view, wrist, side); the recorder's too.
+        it is the checkpoint's config.json's chunk_size (a local directory, or a hub id already in the cache).
+    cameras: the policy's camera entries (`smolvla.camera_mapping`: NAME=TOPIC, or topics in order for
+        checkpoints with numbered cameras); the recorder records their topics.
+    joint_units, fps, calibration_file: the policy's units (a preset or per-joint list) and frame rate for a
+        checkpoint that does not state them, and the arm's LeRobot calibration file that converts LeRobot's units.
     record_dir: start the episode recorder (recorder_node, config/recorder.yaml) writing into this directory.
     task: the recorder's task text (task.txt of each episode); None: the instruction if given, else the file's.
     dry_run: the executor runs everything but publishes its commands only to its dry-run topic, never to a
@@ -373,6 +381,9 @@ class GraphOptions:
     control_rate: float | None = None
     chunk_size: int | None = None
     cameras: tuple[str, ...] | None = None
+    joint_units: str | None = None
+    fps: float | None = None
+    calibration_file: str | None = None
     device: str | None = None
     dtype: str | None = None
     config_dir: Path | None = None
@@ -414,18 +425,47 @@ class NodePlan:
     parameters: Mapping[str, object]
 
 
+def checkpoint_file(checkpoint: str, name: str) -> Path | None:
+    """A file of a checkpoint without downloading anything: from a local directory, or from the Hugging Face cache
+    for a hub id (None when it is not there)."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return path / name if (path / name).is_file() else None
+    if checkpoint.count("/") != 1 or checkpoint.startswith((".", "/", "~")):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(checkpoint, name)
+    except (ImportError, ValueError):  # no huggingface_hub, or not a valid repo id
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def checkpoint_chunk_size(checkpoint: str) -> int | None:
-    """The chunk size in a local checkpoint's config.json (LeRobot layout), or None (hub id, no such field).
+    """The chunk size in a checkpoint's config.json (LeRobot layout), or None (not available, no such field).
 
     Lets the executor's chunk_size follow the checkpoint when none was given: a mismatch makes the executor's
     threshold g count in the wrong unit.
     """
-    config = Path(checkpoint).expanduser() / "config.json"
+    config = checkpoint_file(checkpoint, "config.json")
     try:
-        value = json.loads(config.read_text()).get("chunk_size")
+        value = json.loads(config.read_text()).get("chunk_size") if config else None
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and value > 0 else None
+
+
+def checkpoint_fps(checkpoint: str) -> float | None:
+    """The frame rate in a checkpoint's robot_interface.json, or None (not available; an unusable file is left
+    for the policy node to refuse with its reason)."""
+    found = checkpoint_file(checkpoint, INTERFACE_FILE)
+    if found is None:
+        return None
+    try:
+        return RobotInterface.load(found.parent).fps
+    except ValueError:
+        return None
 
 
 def graph_plan(options: GraphOptions) -> list[NodePlan]:
@@ -451,30 +491,51 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         raise ValueError("the simulated arm has no trajectory controller: use output position with the simulation")
     if options.chunk_size is not None and options.chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1, got {options.chunk_size}")
-    if options.cameras is not None and not 1 <= len(options.cameras) <= 3:
-        raise ValueError(f"give 1 to 3 camera topics, got {len(options.cameras)}")
+    if options.cameras is not None and not options.cameras:
+        raise ValueError("give at least one camera")
+    if options.fps is not None and not options.fps > 0:
+        raise ValueError(f"fps must be positive, got {options.fps}")
     if options.task is not None and options.record_dir is None:
         raise ValueError("a task is only used when recording: give a record directory too")
 
     chunk_size = options.chunk_size
-    if chunk_size is None and options.policy == "smolvla" and options.checkpoint:
-        chunk_size = checkpoint_chunk_size(options.checkpoint)
-    rate = {} if options.control_rate is None else {"control_rate": float(options.control_rate)}
+    control_rate = options.control_rate
+    if options.policy == "smolvla" and options.checkpoint:
+        if chunk_size is None:
+            chunk_size = checkpoint_chunk_size(options.checkpoint)
+        # A chunk holds one action per frame of the data it was trained on: the checkpoint's rate is the rate.
+        fps = checkpoint_fps(options.checkpoint) or options.fps
+        resample = bool(options.extra.get("executor", {}).get("resample_chunks", False))
+        if control_rate is None:
+            control_rate = fps
+        elif fps is not None and control_rate != fps and not resample:
+            raise ValueError(
+                f"control rate {control_rate:g} Hz differs from the checkpoint's {fps:g} fps: its chunks hold one "
+                f"action per 1/{fps:g} s, so the arm would move {control_rate / fps:.2g} times as fast as it was "
+                "trained to. Leave the control rate unset (it follows the checkpoint), or ask the executor to "
+                "resample the chunks in time (executor.resample_chunks=true)"
+            )
+    rate = {} if control_rate is None else {"control_rate": float(control_rate)}
     chunk = {} if chunk_size is None else {"chunk_size": int(chunk_size)}
     plans: list[NodePlan] = []
     if options.sim:
         plans.append(NodePlan("robot", "sim_arm_node", "so101_sim", "sim.yaml", {**rate}))
-    policy_params: dict[str, object] = {**rate}
+    policy_params: dict[str, object] = {}
     if options.instruction is not None:
         policy_params["instruction"] = options.instruction
     if options.policy == "smolvla":
-        for key in ("checkpoint", "device", "dtype"):
+        for key in ("checkpoint", "device", "dtype", "joint_units"):
             if getattr(options, key) is not None:
                 policy_params[key] = getattr(options, key)
+        if options.calibration_file is not None:
+            policy_params["calibration_file"] = str(Path(options.calibration_file).expanduser().absolute())
+        if options.fps is not None:
+            policy_params["fps"] = float(options.fps)
         if options.cameras is not None:
             policy_params["camera_topics"] = list(options.cameras)
         plans.append(NodePlan("policy", "policy_node", "smolvla_policy", "policy.yaml", policy_params))
     else:
+        policy_params.update(rate)
         policy_params.update(chunk)
         plans.append(NodePlan("policy", "expert_policy_node", "expert_policy", "expert.yaml", policy_params))
     executor_params: dict[str, object] = {**rate, **chunk}
@@ -494,7 +555,7 @@ def graph_plan(options: GraphOptions) -> list[NodePlan]:
         if task is not None:
             recorder_params["task"] = task
         if options.cameras is not None:
-            recorder_params["camera_topics"] = list(options.cameras)
+            recorder_params["camera_topics"] = list(entry_topics(options.cameras))
         plans.append(NodePlan("recorder", "recorder_node", "smolvla_recorder", "recorder.yaml", recorder_params))
 
     unknown = set(options.extra) - {plan.label for plan in plans}
@@ -551,9 +612,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="executor output: position (forward_position_controller) or trajectory (joint_trajectory_controller, "
         "chunks streamed as timed trajectories); match the driver's command_controllers",
     )
-    parser.add_argument("--control-rate", type=float, help="control rate in Hz (executor, policy, simulated arm)")
+    parser.add_argument(
+        "--control-rate", type=float, help="control rate in Hz (executor, simulated arm); default: the checkpoint's fps"
+    )
     parser.add_argument("--chunk-size", type=int, help="actions per chunk (executor, expert); match the checkpoint")
-    parser.add_argument("--cameras", nargs="+", metavar="TOPIC", help="1-3 camera topics: global view, wrist, side")
+    parser.add_argument(
+        "--cameras",
+        nargs="+",
+        metavar="NAME=TOPIC",
+        help="the checkpoint's cameras by name (front=/camera/front/image_raw, NAME=none to mask one), or topics "
+        "in order for checkpoints with numbered cameras (observation.image, observation.image2, ...)",
+    )
+    parser.add_argument(
+        "--joint-units",
+        help="units of a checkpoint without robot_interface.json: lerobot_degrees, lerobot_range, radians, "
+        "or one per joint (comma separated)",
+    )
+    parser.add_argument("--fps", type=float, help="frame rate of a checkpoint without robot_interface.json")
+    parser.add_argument("--calibration-file", help="the arm's LeRobot calibration JSON (for LeRobot's units)")
     parser.add_argument("--device", help="torch device for the model (cpu, cuda, ...)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype")
     parser.add_argument("--config-dir", type=Path, help="look for parameter files here first")
@@ -602,6 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 control_rate=args.control_rate,
                 chunk_size=args.chunk_size,
                 cameras=tuple(args.cameras) if args.cameras else None,
+                joint_units=args.joint_units,
+                fps=args.fps,
+                calibration_file=args.calibration_file,
                 device=args.device,
                 dtype=args.dtype,
                 config_dir=args.config_dir,

@@ -10,6 +10,7 @@ as a PolicyStatus saying why there is no chunk. SetInstruction replaces the inst
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -19,13 +20,14 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from smolvla.deployment import DeploymentError, prepare_deployment
 from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
 from smolvla.instruction import check_instruction
 from smolvla.observation import RateLimiter, sample_stamp
 from smolvla.parameters import Check, integer, names, number, one_of, text
-from smolvla.policy_runner import JOINT_UNITS, ChunkResult, NoChunk, NoChunkKind, PolicyRunner
-from smolvla.robot_interface import SO100_JOINT_NAMES
+from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
+from smolvla.robot_interface import JOINT_UNITS, SO100_JOINT_NAMES, UNIT_PRESETS
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
@@ -39,7 +41,9 @@ PARAMETERS: dict[str, object] = {
     "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
     "joint_state_topic": "/joint_states",
     "joint_names": JOINTS,
-    "joint_units": "radians",
+    "joint_units": "",
+    "fps": 0.0,
+    "calibration_file": "",
     "checkpoint": "",
     "device": "cpu",
     "dtype": "float32",
@@ -52,7 +56,7 @@ PARAMETERS: dict[str, object] = {
     "max_sample_age": 0.25,
     "max_request_delay": 2.0,
     "future_stamp_tolerance": 0.5,
-    "control_rate": 30.0,
+    "rtc_max_guidance_weight": 5.0,
     "chunk_request_topic": "/smolvla/chunk_request",
     "action_chunk_topic": "/smolvla/action_chunk",
     "policy_status_topic": "/smolvla/policy_status",
@@ -71,11 +75,25 @@ def _instruction_problem(value: str) -> str | None:
     return None if check.accepted else check.message
 
 
+def _units_problem(value: str) -> str | None:
+    # The count per joint is checked against the joints once the checkpoint is known (smolvla.deployment).
+    if not value.strip() or value.strip() in UNIT_PRESETS:
+        return None
+    if all(part.strip() in JOINT_UNITS for part in value.split(",")):
+        return None
+    return (
+        f"must be empty (the checkpoint's), a preset ({', '.join(UNIT_PRESETS)}) or one unit per joint, comma "
+        f"separated, each one of {', '.join(JOINT_UNITS)}; got {value!r}"
+    )
+
+
 CHECKS: dict[str, Check] = {
-    "camera_topics": names(1, 3),
+    "camera_topics": names(1, 16),
     "joint_state_topic": text(_not_empty),
     "joint_names": names(1, 32),
-    "joint_units": one_of(*JOINT_UNITS),
+    "joint_units": text(_units_problem),
+    "fps": number(0.0, 1000.0),
+    "calibration_file": text(lambda value: None),
     "checkpoint": text(lambda v: None if v.strip() else "must be set: a Hugging Face hub id or a local directory"),
     "device": text(_not_empty),
     "dtype": one_of("float32", "bfloat16"),
@@ -85,7 +103,7 @@ CHECKS: dict[str, Check] = {
     "max_sample_age": number(above=0.0, high=60.0),
     "max_request_delay": number(0.0, 60.0),
     "future_stamp_tolerance": number(0.0, 60.0),
-    "control_rate": number(above=0.0, high=1000.0),
+    "rtc_max_guidance_weight": number(0.0, 100.0),
     "diagnostics_rate": number(0.0, 100.0),
     "error_log_interval": number(0.0, 3600.0),
 }
@@ -121,9 +139,20 @@ class PolicyNode(Node):
             CHECKS,
             live={"instruction": self._apply_instruction, "error_log_interval": self._apply_log_interval},
         )
-        cameras = list(p["camera_topics"])
-        self.control_period = 1.0 / p["control_rate"]
-        self.joint_names = list(p["joint_names"])
+        # Units, rate and cameras are settled before the weights load: a refusal comes in seconds.
+        try:
+            deployment = prepare_deployment(
+                p["checkpoint"],
+                camera_topics=list(p["camera_topics"]),
+                joint_names=list(p["joint_names"]),
+                joint_units=p["joint_units"],
+                fps=p["fps"],
+                calibration_file=p["calibration_file"],
+            )
+        except DeploymentError as error:
+            raise ConfigurationError(str(error)) from None
+        self.control_period = deployment.interface.period
+        self.joint_names = list(deployment.interface.joint_names)
         self._closing = False
         self._chunk_id = 0
         self._chunk_lock = threading.Lock()
@@ -136,42 +165,38 @@ class PolicyNode(Node):
 
             torch.set_num_threads(p["torch_threads"])
 
+        self.get_logger().info(f"checkpoint {p['checkpoint']}: {deployment.describe()}")
         self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({p['dtype']})")
         policy = SmolVLAPolicy.from_pretrained(
-            p["checkpoint"], device=p["device"], dtype=p["dtype"], compile=p["compile"]
+            deployment.directory, device=p["device"], dtype=p["dtype"], compile=p["compile"]
         )
-        if policy.state_dim != len(self.joint_names) or policy.action_dim != len(self.joint_names):
-            raise ConfigurationError(
-                f"checkpoint has state size {policy.state_dim} and action size {policy.action_dim}, "
-                f"but {len(self.joint_names)} joint_names are configured"
-            )
-        if len(cameras) > len(policy.camera_names):
-            raise ConfigurationError(f"{len(cameras)} camera topics for a model with {len(policy.camera_names)} slots")
         if p["warmup"]:
             self._warm_up(policy)
         self.runner = PolicyRunner(
-            _with_added_latency(policy.predict_chunk, p["added_latency"]),
-            camera_streams=cameras,
-            n_camera_slots=len(policy.camera_names),
+            _with_added_latency(
+                functools.partial(policy.predict_chunk, max_guidance_weight=p["rtc_max_guidance_weight"]),
+                p["added_latency"],
+            ),
+            camera_slots=deployment.cameras.topics,
             joint_names=self.joint_names,
             max_sample_age=p["max_sample_age"],
             instruction=p["instruction"],
             on_chunk=self._publish_chunk,
             on_no_chunk=self._publish_no_chunk,
-            joint_units=p["joint_units"],
+            units=deployment.units,
             max_request_delay=p["max_request_delay"],
             future_tolerance=p["future_stamp_tolerance"],
         )
-        slots = ", ".join(f"{slot} <- {topic}" for slot, topic in zip(policy.camera_names, cameras, strict=False))
         self.get_logger().info(
-            f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), cameras {slots}, "
-            f"instruction {self.runner.instruction!r}"
+            f"model ready: chunk size {policy.chunk_size} (set the executor's chunk_size to match), chunks at "
+            f"{deployment.interface.fps:g} Hz (the executor's control_rate must match), instruction "
+            f"{self.runner.instruction!r}"
         )
 
         self._chunk_pub = self.create_publisher(ActionChunk, p["action_chunk_topic"], 10)
         self._status_pub = self.create_publisher(PolicyStatus, p["policy_status_topic"], 10)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        for topic in cameras:
+        for topic in deployment.cameras.streams:
             if topic.rstrip("/").endswith("/compressed"):
                 self.create_subscription(
                     CompressedImage, topic, lambda msg, t=topic: self._on_compressed(t, msg), qos_profile_sensor_data
@@ -217,7 +242,16 @@ class PolicyNode(Node):
             self._log_limited("joint_state", f"joint state ignored: {error}")
 
     def _on_request(self, msg: ChunkRequest) -> None:
-        self.runner.request(msg.request_id, msg.observation_tick, time_to_seconds(msg.capture_stamp), msg.must_go)
+        previous = msg.previous_actions
+        self.runner.request(
+            msg.request_id,
+            msg.observation_tick,
+            time_to_seconds(msg.capture_stamp),
+            msg.must_go,
+            previous_joint_names=previous.joint_names,
+            previous_actions=[point.positions for point in previous.points],
+            delay_ticks=msg.delay_ticks,
+        )
 
     def _on_set_instruction(self, request: SetInstruction.Request, response: SetInstruction.Response):
         # Through the parameter, so that `ros2 param get ... instruction` always names the instruction in effect.

@@ -21,6 +21,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from smolvla.camera_mapping import entry_topics
 from smolvla.recording import (
     STORAGES,
     EpisodeWriter,
@@ -71,7 +72,8 @@ class RecorderNode(Node):
         if p["action_type"] not in ACTION_TYPES:
             raise RecordingError(f"action_type must be one of {sorted(ACTION_TYPES)}, got {p['action_type']!r}")
         self.storage = p["storage"]
-        cameras = list(p["camera_topics"])
+        # The policy's camera entries work here too (NAME=TOPIC or topics): the recorder records their topics.
+        cameras = list(entry_topics(p["camera_topics"]))
         if not cameras:
             raise RecordingError("camera_topics is empty: training needs at least one camera")
         # CompressedImage on topics ending in /compressed: the image_transport naming the policy node uses too.

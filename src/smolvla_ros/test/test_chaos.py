@@ -11,9 +11,11 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-def test_quick_fault_injection_no_crash_no_unsafe_command_every_case_recovered(tmp_path):
+def test_quick_fault_injection_no_crash_no_unsafe_command_every_case_recovers(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "smolvla_ros.chaos", "--quick", "--log-dir", str(tmp_path)],
+        # Recovery within 10 s here: CI machines are loaded and a timed test must tolerate that. The 2 s goal is
+        # measured by `make chaos` and reported with the machine load (docs/ros-graph.md).
+        [sys.executable, "-m", "smolvla_ros.chaos", "--quick", "--recovery", "10", "--log-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from smolvla_ros.chunk_messages import (
+    actions_from_trajectory,
+    actions_to_trajectory,
     chunk_from_msg,
     chunk_to_msg,
     duration_to_seconds,
@@ -59,3 +61,12 @@ def test_time_conversions():
     d = seconds_to_duration(-0.25)
     assert (d.sec, d.nanosec) == (-1, 750_000_000)
     assert duration_to_seconds(d) == pytest.approx(-0.25)
+
+
+def test_previous_actions_round_trip_including_none():
+    actions = np.arange(6, dtype=float).reshape(2, 3) / 3
+    names, back = actions_from_trajectory(actions_to_trajectory(actions, NAMES, 0.02))
+    assert names == tuple(NAMES)
+    np.testing.assert_array_equal(back, actions)
+    names, empty = actions_from_trajectory(actions_to_trajectory(np.zeros((0, 3)), NAMES, 0.02))
+    assert empty.shape == (0, 3)

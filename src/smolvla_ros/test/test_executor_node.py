@@ -3,6 +3,7 @@ subscriber) and the policy (answers chunk requests)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -542,3 +543,37 @@ def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log
     logs = processes.logs()
     lines = logs.count("not used: request_id 1000000000") + logs.count("more than 4 x chunk_size")
     assert 1 <= lines <= 6, f"{lines} log lines for {sent} rogue chunks at {rate:.0f} Hz"
+
+
+@pytest.mark.parametrize("aggregation", ["rtc", "weighted_average"])
+def test_rtc_requests_carry_the_queued_actions_and_the_delay(ros, processes, aggregation):
+    """With aggregation rtc a request carries the actions still queued for the ticks of the requested chunk and
+    the delay in ticks from the measured latency; with any other aggregation both stay empty (no guidance)."""
+    executor = start_executor(processes, aggregation=aggregation, similarity_epsilon=0.0)
+    peer = RobotAndPolicy(ros)
+    statuses: list[ExecutorStatus] = []
+    peer.node.create_subscription(ExecutorStatus, "/smolvla/executor_status", statuses.append, 10)
+    ros.wait_for(lambda: len(peer.requests) >= 2, 30.0, "a second chunk request")
+    first, second = peer.requests[:2]
+    assert (len(first.previous_actions.points), first.delay_ticks) == (0, 0)  # empty queue, no latency yet
+    if aggregation != "rtc":
+        assert (len(second.previous_actions.points), second.delay_ticks) == (0, 0)
+        assert processes.stop(executor) == 0
+        return
+    # The first chunk covers ticks first.observation_tick + 1 ... + N; the second request's observation tick has
+    # executed, so the queue holds its ticks second.observation_tick + 1 ... first.observation_tick + N.
+    previous = second.previous_actions
+    assert list(previous.joint_names) == JOINTS
+    ticks = np.arange(second.observation_tick + 1, first.observation_tick + N + 1)
+    assert len(previous.points) == len(ticks) > 0
+    positions = np.array([p.positions for p in previous.points])
+    np.testing.assert_allclose(positions[:, 0], Q0[0] + 0.002 * ticks, atol=1e-12)
+    np.testing.assert_allclose(positions[:, 1:], np.tile(Q0[1:], (len(ticks), 1)))
+    # One latency measured so far (the first chunk's): the delay is that latency in ticks, rounded up.
+    latency = next(s.last_latency for s in statuses if s.chunks_received == 1)
+    assert second.delay_ticks == math.ceil(latency * RATE - 1e-6) >= 1
+    ros.wait_for(lambda: peer.status.chunks_received >= 3, 10.0, "more chunks")
+    # The ramp chunks agree with each other: no seam jumps more than one tick's motion (0 while the queue never
+    # runs dry, one tick's motion after it did).
+    assert peer.status.seam_jump_max <= 0.002 + 1e-9
+    assert processes.stop(executor) == 0

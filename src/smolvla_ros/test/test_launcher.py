@@ -229,7 +229,6 @@ def test_graph_nodes_maps_options_to_executables_files_and_overrides(config_dir)
     assert Path(robot.command[0]).name == "sim_arm_node" and robot.params_file == config_dir / "sim.yaml"
     assert Path(policy.command[0]).name == "policy_node" and policy.params_file == config_dir / "policy.yaml"
     assert policy.parameters == {
-        "control_rate": 30.0,
         "instruction": "pick up the cube",
         "checkpoint": "lerobot/smolvla_base",
         "camera_topics": ["/camera/front/image_raw", "/camera/wrist/image_raw"],
@@ -275,6 +274,49 @@ def test_executor_chunk_size_follows_a_local_checkpoint(tmp_path):
     assert graph_plan(GraphOptions(checkpoint=str(checkpoint)))[-1].parameters == {}
 
 
+def test_the_control_rate_follows_the_checkpoint_and_another_rate_is_refused(tmp_path):
+    from smolvla.robot_interface import so100_interface
+
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    so100_interface(("observation.image",), fps=15.0).save(ours)
+    robot, policy, executor = graph_plan(GraphOptions(sim=True, checkpoint=str(ours)))
+    assert robot.parameters == {"control_rate": 15.0} and executor.parameters == {"control_rate": 15.0}
+    assert "control_rate" not in policy.parameters and "fps" not in policy.parameters  # the node reads the file
+    assert graph_plan(GraphOptions(checkpoint=str(ours), control_rate=15))[-1].parameters == {"control_rate": 15.0}
+    with pytest.raises(ValueError, match=r"control rate 30 Hz differs from the checkpoint's 15 fps: .* 2 times"):
+        graph_plan(GraphOptions(checkpoint=str(ours), control_rate=30))
+
+    lerobot = tmp_path / "lerobot"  # no robot_interface.json: the units and rate come from the options
+    lerobot.mkdir()
+    policy, executor = graph_plan(
+        GraphOptions(
+            checkpoint=str(lerobot),
+            joint_units="lerobot_degrees",
+            fps=20.0,
+            calibration_file="arm.json",
+            cameras=("front=/cam/front", "wrist=none"),
+            record_dir=tmp_path / "eps",
+        )
+    )[:2]
+    assert policy.parameters == {
+        "checkpoint": str(lerobot),
+        "joint_units": "lerobot_degrees",
+        "calibration_file": str(Path("arm.json").absolute()),
+        "fps": 20.0,
+        "camera_topics": ["front=/cam/front", "wrist=none"],
+    }
+    assert executor.parameters == {"control_rate": 20.0}
+    recorder = graph_plan(GraphOptions(checkpoint=str(lerobot), cameras=("front=/a", "b=none"), record_dir=tmp_path))
+    assert recorder[-1].parameters["camera_topics"] == ["/a"]  # the recorder records the mapped topics
+    with pytest.raises(ValueError, match="differs from the checkpoint's 20 fps"):
+        graph_plan(GraphOptions(checkpoint=str(lerobot), fps=20.0, control_rate=10.0))
+    resampled = GraphOptions(
+        checkpoint=str(lerobot), fps=20.0, control_rate=10.0, extra={"executor": {"resample_chunks": True}}
+    )
+    assert graph_plan(resampled)[-1].parameters == {"control_rate": 10.0, "resample_chunks": True}
+
+
 def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
     plan = graph_plan(GraphOptions(sim=True, record_dir=Path("episodes")))
     assert [(p.label, p.node_name, p.params_file) for p in plan] == [
@@ -295,7 +337,8 @@ def test_graph_plan_names_the_nodes_as_their_parameter_files_do():
         (GraphOptions(g=1.5), "g must be within"),
         (GraphOptions(control_rate=0), "control rate must be positive"),
         (GraphOptions(chunk_size=0), "chunk size must be at least 1"),
-        (GraphOptions(cameras=("a", "b", "c", "d")), "1 to 3 camera topics"),
+        (GraphOptions(cameras=()), "give at least one camera"),
+        (GraphOptions(fps=0.0), "fps must be positive"),
         (GraphOptions(extra={"camera": {"x": 1}}), "nodes not in this graph"),
         (GraphOptions(extra={"recorder": {"task": "x"}}), "nodes not in this graph"),
         (GraphOptions(task="stack"), "only used when recording"),

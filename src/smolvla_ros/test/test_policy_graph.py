@@ -23,7 +23,7 @@ from std_msgs.msg import Float64MultiArray
 
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
-from smolvla_ros.chunk_messages import chunk_to_msg, time_to_seconds
+from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_to_msg, time_to_seconds
 from smolvla_ros.launcher import NodeSpec, find_config, find_executable
 from smolvla_ros.parameters import set_parameters_request
 
@@ -127,7 +127,7 @@ def start_policy(processes, checkpoint: Path, name: str = "policy"):
         name,
         (find_executable("policy_node"),),
         params_file=find_config("policy.yaml"),
-        parameters={"checkpoint": str(checkpoint), "camera_topics": CAMERAS, "control_rate": RATE},
+        parameters={"checkpoint": str(checkpoint), "camera_topics": CAMERAS},
     )
     return processes.start(name, spec.argv())
 
@@ -297,8 +297,8 @@ def test_hostile_stamps_ticks_parameters_and_instruction_floods_leave_the_policy
     ros.spin_for(1.0)  # the policy has samples from before the first capture time
     next_id = iter(range(1, 1_000_000))
 
-    def request(tick: int = 5) -> PolicyStatus:
-        msg = ChunkRequest(request_id=next(next_id), observation_tick=tick, capture_stamp=peer.now_stamp())
+    def request(tick: int = 5, **fields) -> PolicyStatus:
+        msg = ChunkRequest(request_id=next(next_id), observation_tick=tick, capture_stamp=peer.now_stamp(), **fields)
         ros.spin_for(0.1)  # samples at or before the capture time have arrived
         request_pub.publish(msg)
         ros.wait_for(lambda: any(s.request_id == msg.request_id for s in peer.statuses), 20.0, "the request's status")
@@ -324,6 +324,17 @@ def test_hostile_stamps_ticks_parameters_and_instruction_floods_leave_the_policy
     huge = request(tick=2**63 - 1)
     assert not huge.ok and huge.reason.startswith("invalid request")
     assert request().ok and policy.poll() is None
+
+    # Real-time chunking: a request with the executor's queued actions gets a guided chunk; previous actions that
+    # lack a joint get a status with the reason.
+    previous = actions_to_trajectory(np.tile(Q0, (N // 2, 1)), JOINTS, 1.0 / RATE)
+    before = len(peer.chunks)
+    assert request(previous_actions=previous, delay_ticks=3).ok
+    ros.wait_for(lambda: len(peer.chunks) > before, 10.0, "a guided chunk")
+    assert len(peer.chunks[-1].trajectory.points) == N
+    partial = actions_to_trajectory(np.tile(Q0[:5], (2, 1)), JOINTS[:5], 1.0 / RATE)
+    refused = request(previous_actions=partial, delay_ticks=3)
+    assert not refused.ok and refused.reason.startswith("invalid previous actions")
 
     # Parameters: checked at set time; live ones applied, the others read-only.
     def set_parameter(name, value):

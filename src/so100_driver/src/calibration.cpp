@@ -19,8 +19,6 @@ const std::vector<std::string> kSo100JointNames = {
 namespace
 {
 constexpr double kRadiansPerTick = 2.0 * M_PI / kTicksPerTurn;
-// LeRobot divides by the largest tick (4095), not the tick count; keep its convention for its units.
-constexpr double kLeRobotMaxTick = 4095.0;
 constexpr int kMaxHomingOffset = (1 << sign_bit::kHomingOffset) - 1;
 }  // namespace
 
@@ -74,27 +72,6 @@ double JointCalibration::lower_limit() const
 double JointCalibration::upper_limit() const
 {
   return std::max(ticks_to_radians(range_min), ticks_to_radians(range_max));
-}
-
-double JointCalibration::ticks_to_lerobot(double ticks, bool percent) const
-{
-  double value = percent ?
-    (ticks - range_min) / (range_max - range_min) * 100.0 :
-    (ticks - zero_tick()) * 360.0 / kLeRobotMaxTick;
-  if (drive_mode) {
-    value = percent ? 100.0 - value : -value;
-  }
-  return value;
-}
-
-double JointCalibration::lerobot_to_ticks(double value, bool percent) const
-{
-  if (drive_mode) {
-    value = percent ? 100.0 - value : -value;
-  }
-  return percent ?
-         range_min + value / 100.0 * (range_max - range_min) :
-         zero_tick() + value * kLeRobotMaxTick / 360.0;
 }
 
 std::vector<JointCalibration> parse_lerobot_calibration(const std::string & text, const std::string & source)

@@ -156,18 +156,4 @@ TEST(Calibration, InvertedDriveModeFlipsSignsButNotLimitOrder)
   EXPECT_DOUBLE_EQ(joint.speed_to_radians(1024), -M_PI / 2);
   EXPECT_LT(joint.lower_limit(), joint.upper_limit());
   EXPECT_DOUBLE_EQ(joint.upper_limit(), 1000 * 2 * M_PI / 4096);
-  EXPECT_DOUBLE_EQ(joint.ticks_to_lerobot(1000, true), 100.0);
-}
-
-TEST(Calibration, LeRobotUnitsAreDegreesFromTheMiddleAndGripperPercent)
-{
-  const auto joints = sd::parse_lerobot_calibration(kLeRobotFile);
-  const auto & pan = joints[0];  // range 758..3292, middle 2025
-  EXPECT_DOUBLE_EQ(pan.ticks_to_lerobot(2025, false), 0.0);
-  EXPECT_DOUBLE_EQ(pan.ticks_to_lerobot(3292, false), 1267 * 360.0 / 4095);
-  EXPECT_NEAR(pan.lerobot_to_ticks(pan.ticks_to_lerobot(1234, false), false), 1234, 1e-9);
-  const auto & gripper = joints[5];  // range 2023..3311
-  EXPECT_DOUBLE_EQ(gripper.ticks_to_lerobot(2023, true), 0.0);
-  EXPECT_DOUBLE_EQ(gripper.ticks_to_lerobot(3311, true), 100.0);
-  EXPECT_DOUBLE_EQ(gripper.lerobot_to_ticks(50.0, true), 2667.0);
 }

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from smolvla.async_inference.aggregation import AGGREGATIONS
+from smolvla.async_inference.rtc import RTC
 
 #: Execution modes. sync: g = 0 (request only when the queue is empty, the robot idles during inference);
 #: async: the configured threshold (paper default 0.7); continuous: g = 1 (request whenever nothing is in flight);
@@ -14,6 +15,10 @@ MODES = ("sync", "async", "continuous", "auto")
 
 #: Most requests that may be unanswered at once (the queue remembers 4 times as many for late chunks).
 MAX_IN_FLIGHT = 16
+
+#: Values of QueueConfig.aggregation: the aggregation functions, and "rtc" (real-time chunking,
+#: smolvla.async_inference.rtc: requests carry the queued actions, the arriving chunk replaces them).
+AGGREGATION_NAMES = (*AGGREGATIONS, RTC)
 
 #: Which control ticks advance the tick counter (see smolvla.async_inference.core): "wall" every tick, "action" only
 #: ticks that execute an action (holding on an empty queue does not use up the chunk's actions).
@@ -29,7 +34,7 @@ class QueueConfig:
     mode: one of MODES.
     threshold: g for mode "async"; the starting g for mode "auto" until a latency has been measured.
     auto_margin: relative margin of the automatic g over the latency bound (0.2 = 20 % more queue than needed).
-    aggregation: how overlapping actions of a new chunk and the queue are combined, one of AGGREGATIONS.
+    aggregation: how overlapping actions of a new chunk and the queue are combined, one of AGGREGATION_NAMES.
     similarity_epsilon: skip a (non must-go) request when the normalised joint state moved less than this since the
         last observation whose chunk was used; 0 disables the filter.
     max_in_flight: requests sent and not yet answered, at most.
@@ -69,8 +74,8 @@ class QueueConfig:
             problems.append(f"threshold must be in [0, 1], got {self.threshold!r}")
         if not (math.isfinite(self.auto_margin) and self.auto_margin >= 0):
             problems.append(f"auto_margin must be >= 0, got {self.auto_margin!r}")
-        if self.aggregation not in AGGREGATIONS:
-            problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
+        if self.aggregation not in AGGREGATION_NAMES:
+            problems.append(f"aggregation must be one of {', '.join(AGGREGATION_NAMES)}, got {self.aggregation!r}")
         if not (math.isfinite(self.similarity_epsilon) and self.similarity_epsilon >= 0):
             problems.append(f"similarity_epsilon must be >= 0, got {self.similarity_epsilon!r}")
         if not isinstance(self.max_in_flight, int) or not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:

@@ -113,11 +113,11 @@ class ControlLoop:
     safety; and the way in for chunks: the rate check, the gate on absurd chunks, then the queue.
 
     A tick acts only on a fresh joint state within the joint limits (CommandSafety.state_fault()). After ticks held
-    for want of such a state, it also has to lie within `resume_tolerance` radians (every joint) of the held
-    command: the queue then continues from the held command within the velocity and acceleration limits, so the
-    command never jumps. A state further away (the arm moved while unobserved, or the state is spoofed) is a fault:
-    the tick keeps holding until a state near the held command arrives or the node is re-activated (reset()),
-    which restarts from the measured state. Each tick that holds on a fault counts in `joint_state_faults`;
+    for want of such a state, it also has to lie within `resume_tolerance` radians (every joint) of the state the
+    last acting tick saw or of the held command: the queue then continues from the held command within the velocity
+    and acceleration limits, so the command never jumps. A state further away (the arm moved while unobserved, or
+    the state is spoofed) is a fault: the tick keeps holding until such a state arrives or the node is re-activated
+    (reset()), which restarts from the measured state. Each tick that holds on a fault counts in `joint_state_faults`;
     `fault` is the latest tick's reason ("" when it acted).
 
     step() is called from one thread (the control timer); update_joint_state() and offer_chunk() from any thread.
@@ -151,6 +151,7 @@ class ControlLoop:
         self.fault = ""  # the latest tick's ControlTick.fault
         self._stale_run = 0  # consecutive ticks held on a stale (not a missing) state
         self._interrupted = False  # ticks held since the last command that acted on a state
+        self._last_seen: np.ndarray | None = None  # the state the last acting tick acted on
 
     def update_joint_state(self, positions: np.ndarray, now: float) -> None:
         """A joint state in joint_names order arrived at `now` seconds."""
@@ -169,16 +170,18 @@ class ControlLoop:
         fault = self.safety.state_fault(state.positions)
         kind = "limits" if fault else ""
         held = self.safety.last_command
-        if not fault and self._interrupted and held is not None:
-            error = np.abs(state.positions - held)
+        if not fault and self._interrupted and held is not None and self._last_seen is not None:
+            # Where the arm was last seen acting, or where it was held: a gripper squeezing an object or a joint
+            # under load rests away from its command, and braking moves the command on a little.
+            error = np.minimum(np.abs(state.positions - self._last_seen), np.abs(state.positions - held))
             if np.any(error > self.resume_tolerance):
                 joint = int(np.argmax(error))
                 kind = "resume"
                 fault = (
-                    f"after held ticks the arm is {error[joint]:.3f} rad from the held command at "
-                    f"{self.safety.joint_names[joint]} (resume_tolerance {self.resume_tolerance:g} rad): it moved "
-                    "while unobserved or the joint state is wrong; holding until it is back or the node is "
-                    "re-activated"
+                    f"after held ticks the arm is {error[joint]:.3f} rad from where it was last seen and from the "
+                    f"held command at {self.safety.joint_names[joint]} (resume_tolerance {self.resume_tolerance:g} "
+                    "rad): it moved while unobserved or the joint state is wrong; holding until it is back or the "
+                    "node is re-activated"
                 )
         if fault:
             self.fault = fault
@@ -186,6 +189,7 @@ class ControlLoop:
             self._interrupted = self._interrupted or held is not None
             return ControlTick(self.safety.brake(), None, state, None, 0, fault, kind)
         resumed, self._stale_run, self._interrupted = self._stale_run, 0, False
+        self._last_seen = state.positions
         result = self.queue.tick(now, state.positions)
         command = self.safety.command(result.action, state.positions)
         return ControlTick(command.positions, result.request, state, result, resumed)
@@ -225,4 +229,5 @@ class ControlLoop:
         self.safety.reset()
         self._stale_run = 0
         self._interrupted = False
+        self._last_seen = None
         return discarded

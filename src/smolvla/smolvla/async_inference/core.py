@@ -34,6 +34,7 @@ import numpy as np
 from smolvla.async_inference.aggregation import aggregate
 from smolvla.async_inference.config import MAX_IN_FLIGHT, QueueConfig
 from smolvla.async_inference.latency import LatencyEstimator, threshold_bound
+from smolvla.async_inference.rtc import RTC, SeamMeter, delay_ticks, merge
 from smolvla.async_inference.similarity import SimilarityFilter
 
 # Requests remembered after they stop being in flight (timed out), so that a late chunk can still be matched.
@@ -48,12 +49,19 @@ LOST_AFTER_SLACK = 0.5
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """A chunk request to send: the observation of tick `observation_tick`, captured at `capture_time`."""
+    """A chunk request to send: the observation of tick `observation_tick`, captured at `capture_time`.
+
+    With aggregation "rtc": previous_actions (m, n_joints) are the queued actions for ticks observation_tick + 1 ..
+    observation_tick + m (the requested chunk's first m ticks), and delay_ticks the estimated ticks until its chunk
+    arrives. Otherwise None and 0: no guidance.
+    """
 
     request_id: int
     observation_tick: int
     capture_time: float
     must_go: bool
+    previous_actions: np.ndarray | None = None
+    delay_ticks: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,11 +93,18 @@ class ChunkOutcome:
     dropped_late: int = 0
     blended: int = 0
     kind: str = ""
+    seam_jump: float = 0.0
+    late_seam: bool = False
 
 
 @dataclass(frozen=True)
 class QueueStatus:
-    """Snapshot of the queue's state and counters (the executor publishes it as ExecutorStatus)."""
+    """Snapshot of the queue's state and counters (the executor publishes it as ExecutorStatus).
+
+    chunks_late: "rtc" chunks that arrived after more ticks than their request's delay_ticks (requests that carried
+    previous actions only). seam_jump_*: the seam
+    of every accepted chunk (smolvla.async_inference.rtc), the last one, mean and maximum since construction.
+    """
 
     tick: int
     queue_length: int
@@ -118,6 +133,10 @@ class QueueStatus:
     actions_discarded: int
     last_latency: float
     latency_estimate: float
+    chunks_late: int
+    seam_jump_last: float
+    seam_jump_mean: float
+    seam_jump_max: float
 
 
 @dataclass
@@ -125,6 +144,7 @@ class _Pending:
     observation_tick: int
     sent_time: float
     joint_state: np.ndarray
+    delay_ticks: int | None = None  # announced to the policy with previous actions to follow ("rtc" only)
 
 
 class AsyncActionQueue:
@@ -171,6 +191,7 @@ class AsyncActionQueue:
         if len(self._queue):
             action = self._queue[0].copy()
             self._queue = self._queue[1:]
+            self._last_action = action
             self._ever_executed = True
             self._was_idle = False
             self._counters["actions_executed"] += 1
@@ -200,9 +221,15 @@ class AsyncActionQueue:
         if not must_go and self._similarity.is_similar(state):
             self._counters["requests_skipped"] += 1
             return None, True
-        request = RequestSpec(self._next_request_id, tick, now, must_go)
+        delay = None  # a chunk is late only against a delay it was guided for
+        if self.config.aggregation == RTC:
+            estimate = delay_ticks(upper, self.config.control_period)
+            request = RequestSpec(self._next_request_id, tick, now, must_go, self._queue.copy(), estimate)
+            delay = estimate if queue_length else None
+        else:
+            request = RequestSpec(self._next_request_id, tick, now, must_go)
         self._next_request_id += 1
-        pending = _Pending(tick, now, state.copy())
+        pending = _Pending(tick, now, state.copy(), delay)
         self._in_flight[request.request_id] = pending
         self._remembered[request.request_id] = pending
         while len(self._remembered) > _REMEMBERED_REQUESTS:
@@ -226,9 +253,11 @@ class AsyncActionQueue:
         """Merge the chunk answering `request_id`; actions[i] is for tick first_tick + i.
 
         Actions for ticks already executed are dropped. Where the chunk overlaps queued actions they are combined
-        with the configured aggregation. Queued actions beyond the chunk's last tick are kept (only a chunk shorter
-        than the queue's remainder leaves such a tail; dropping it would starve the robot sooner). A chunk computed
-        from an older observation than the one the queue already holds is not used (superseded).
+        with the configured aggregation ("rtc": replaced, a chunk later than its request's delay_ticks ramped in
+        over the extra ticks and counted in chunks_late; see smolvla.async_inference.rtc). Queued actions beyond
+        the chunk's last tick are kept (only a chunk shorter than the queue's remainder leaves such a tail; dropping
+        it would starve the robot sooner). A chunk computed from an older observation than the one the queue
+        already holds is not used (superseded). The outcome carries the chunk's seam jump.
         """
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] == 0 or actions.shape[1] != self.n_joints:
@@ -268,15 +297,23 @@ class AsyncActionQueue:
             self._similarity.remember(pending.joint_state)
             self._counters["chunks_received"] += 1
             self._counters["actions_received"] += actions.shape[0]
-            late = min(max(0, self._tick - first_tick), actions.shape[0])
+            elapsed = max(0, self._tick - first_tick)
+            late = min(elapsed, actions.shape[0])
             fresh = actions[late:]
             overlap = min(len(self._queue), len(fresh))
-            blended = aggregate(self.config.aggregation, self._queue[:overlap], fresh[:overlap])
+            late_by = 0 if pending.delay_ticks is None else max(0, elapsed - pending.delay_ticks)
+            if self.config.aggregation == RTC:
+                blended = merge(self._queue[:overlap], fresh[:overlap], late_by)
+            else:
+                blended = aggregate(self.config.aggregation, self._queue[:overlap], fresh[:overlap])
             tail = self._queue[overlap:] if len(self._queue) > len(fresh) else fresh[overlap:]
+            before = self._queue[0] if len(self._queue) else self._last_action
             self._queue = np.concatenate([blended, tail])
+            seam = self._seams.record(before, self._queue[0] if len(fresh) else None)
             self._counters["actions_dropped_late"] += late
             self._counters["actions_blended"] += overlap
-            return ChunkOutcome(True, "", latency, late, overlap)
+            self._counters["chunks_late"] += int(late_by > 0)
+            return ChunkOutcome(True, "", latency, late, overlap, seam_jump=seam, late_seam=late_by > 0)
 
     def observed_state(self, request_id: int) -> np.ndarray | None:
         """The joint state sent with `request_id` (a copy), None when the request is unknown or answered."""
@@ -356,11 +393,13 @@ class AsyncActionQueue:
         self._retry_after = -math.inf
         self._ever_executed = False
         self._was_idle = False
+        self._last_action: np.ndarray | None = None
         self._similarity.clear()
 
     def _reset_counters(self) -> None:
         names = [f.name for f in fields(QueueStatus) if f.name not in _NON_COUNTERS]
         self._counters = dict.fromkeys(names, 0)
+        self._seams = SeamMeter()
 
     def _threshold_locked(self) -> float:
         config = self.config
@@ -406,6 +445,9 @@ class AsyncActionQueue:
                 in_flight=len(self._in_flight),
                 last_latency=self._latency.last or 0.0,
                 latency_estimate=estimate or 0.0,
+                seam_jump_last=self._seams.last,
+                seam_jump_mean=self._seams.mean,
+                seam_jump_max=self._seams.largest,
                 **self._counters,
             )
 
@@ -421,4 +463,7 @@ _NON_COUNTERS = {
     "in_flight",
     "last_latency",
     "latency_estimate",
+    "seam_jump_last",
+    "seam_jump_mean",
+    "seam_jump_max",
 }

@@ -157,16 +157,22 @@ def new_model(config: SmolVLAConfig, dtype: torch.dtype) -> SmolVLAModel:
     return model
 
 
+def read_config(directory: Path) -> tuple[SmolVLAConfig, dict]:
+    """The policy config of a checkpoint directory and config.json's raw content, without touching the weights."""
+    config_path = directory / CONFIG_JSON
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: not a SmolVLA checkpoint directory")
+    raw = json.loads(config_path.read_text())
+    return SmolVLAConfig.from_lerobot_dict(raw, read_backbone_config(directory, raw.get("vlm_model_name", ""))), raw
+
+
 def load_checkpoint(name_or_path: str | Path, dtype: torch.dtype) -> LoadedCheckpoint:
     """Read config and weights of a checkpoint in the published layout (local directory or hub id)."""
     directory = resolve_repo(name_or_path)
-    config_path = directory / CONFIG_JSON
     weights_path = directory / WEIGHTS
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: not a SmolVLA checkpoint directory")
-    raw = json.loads(config_path.read_text())
-    config = SmolVLAConfig.from_lerobot_dict(raw, read_backbone_config(directory, raw.get("vlm_model_name", "")))
+    config, raw = read_config(directory)
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} is missing: not a SmolVLA checkpoint directory")
     model = new_model(config, dtype)
     available = read_tensor_shapes([weights_path])
     renamed = {

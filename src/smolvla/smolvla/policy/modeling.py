@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from transformers import AttentionInterface, SmolVLMConfig, SmolVLMModel
 
 from .configuration import SmolVLAConfig
+from .rtc import ChunkGuidance, guided_velocity
 
 #: RoPE base of SmolVLA's layers (the backbone's own config says 100000; the published model uses 10000).
 ROPE_BASE = 10_000.0
@@ -303,6 +304,22 @@ class ExpertCache:
     cross_rope: tuple[Tensor, Tensor]
     prefix_len: int
 
+    def copy(self) -> ExpertCache:
+        """A copy of every tensor (made outside inference mode, the copies are ordinary tensors autograd may use)."""
+        return ExpertCache(
+            keys=[k.clone() for k in self.keys],
+            values=[v.clone() for v in self.values],
+            self_mask=self.self_mask.clone(),
+            cross_mask=self.cross_mask.clone(),
+            self_rope=tuple(r.clone() for r in self.self_rope),
+            cross_rope=tuple(r.clone() for r in self.cross_rope),
+            prefix_len=self.prefix_len,
+        )
+
+    def detached(self) -> ExpertCache:
+        """The same cache (same storage) with no autograd history: for guided steps, which write into it."""
+        return replace(self, keys=[k.detach() for k in self.keys], values=[v.detach() for v in self.values])
+
 
 class SmolVLAModel(nn.Module):
     """SmolVLA's network (LeRobot's `VLAFlowMatching`). `compute_dtype` is the dtype of VLM and expert."""
@@ -569,29 +586,84 @@ class SmolVLAModel(nn.Module):
             hs = residual_block(el, hs, a)
         return self.velocity_head(self.expert.norm(hs))
 
-    def sample_actions(self, prefix: Prefix, noise: Tensor, *, use_cache: bool = True) -> Tensor:
+    def sample_actions(
+        self,
+        prefix: Prefix,
+        noise: Tensor,
+        *,
+        use_cache: bool = True,
+        guidance: ChunkGuidance | None = None,
+        padded_dims: str = "flow_to_zero",
+    ) -> Tensor:
         """Actions (B, chunk, max_action_dim) for `prefix`, from noise (B, chunk, max_action_dim).
 
         With `use_cache` the VLM runs once and only the expert runs per step; without, every step is a joint pass
         over prefix and actions (the training computation), which gives the same result more slowly.
+        `guidance`: real-time chunking toward previous actions (`smolvla.policy.rtc`). Its steps differentiate
+        through the expert, so they leave inference mode (on copies of the prefix or cache) and run the expert
+        eagerly, also after `compile_for_inference` (the frozen compiled step has no backward).
+        `padded_dims`: see `integrate`.
         """
-        if use_cache:
-            cache = self.build_cache(prefix)
-            return self.integrate(lambda x, t: self.cached_velocity(cache, x, t), noise)
-        return self.integrate(lambda x, t: self.forward_velocity(prefix, x, t), noise)
+        cache = self.build_cache(prefix) if use_cache else None
+        if guidance is None:
+            if cache is None:
+                return self.integrate(
+                    lambda x, t: self.forward_velocity(prefix, x, t), noise, padded_dims=padded_dims
+                )
+            return self.integrate(lambda x, t: self.cached_velocity(cache, x, t), noise, padded_dims=padded_dims)
+        with torch.inference_mode(False), torch.no_grad():
+            if cache is None:
+                prefix = replace(prefix, embeddings=prefix.embeddings.clone())
+                return self.integrate(
+                    lambda x, t: self.forward_velocity(prefix, x, t), noise.clone(), guidance, padded_dims=padded_dims
+                )
+            cache = cache.copy()
+            eager_velocity = type(self).cached_velocity
+            # Each step writes its keys/values into the cache's buffers; a detached view per step keeps one
+            # step's autograd graph from reaching into the previous one's.
+            return self.integrate(
+                lambda x, t: eager_velocity(self, cache.detached(), x, t),
+                noise.clone(),
+                guidance,
+                padded_dims=padded_dims,
+            )
 
-    def integrate(self, velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor) -> Tensor:
+    def integrate(
+        self,
+        velocity: Callable[[Tensor, Tensor], Tensor],
+        noise: Tensor,
+        guidance: ChunkGuidance | None = None,
+        *,
+        padded_dims: str = "flow_to_zero",
+    ) -> Tensor:
         """Euler integration of the flow from t=1 (noise) to t=0 in `num_steps` steps, in float32.
 
         The times are those of LeRobot 0.4.4: t = 1 + k * dt computed in float64, then rounded to float32 (k = 0 ..
         num_steps - 1), not accumulated in float32 (older LeRobot), whose t drifts by a few float32 steps: 0.79999995
         for 0.8, which moves the result by 1e-5 of its spread (benchmarks/check_parity.py). Same noise, same actions.
+
+        The action dims past `action_dim` (padding up to `max_action_dim`) have a zero target in training and no
+        loss (`flow_matching_loss`), so the network's velocity there is untrained, yet x feeds back into the expert
+        at every step. With `padded_dims="flow_to_zero"` they move with the exact velocity of the training path to
+        their zero target (v = noise, so x_t = t * noise): the expert sees there exactly what it saw in training.
+        `"model"` integrates the network's own velocity, as LeRobot 0.4.4 does (for comparisons with it).
+        With `guidance` every step uses the guided velocity of `rtc.guided_velocity`.
         """
+        if padded_dims not in ("flow_to_zero", "model"):
+            raise ValueError(f"padded_dims must be 'flow_to_zero' or 'model', got {padded_dims!r}")
         b = noise.shape[0]
+        real = self.config.action_dim
         dt = -1.0 / self.config.num_steps
         dt_tensor = torch.tensor(dt, dtype=torch.float32, device=noise.device)
         x = noise.to(torch.float32).clone()
+        padded_velocity = x[..., real:].clone()
         for k in range(self.config.num_steps):
-            t = torch.tensor(1.0 + k * dt, dtype=torch.float32, device=noise.device)
-            x += dt_tensor * velocity(x, t.expand(b))
+            t = torch.tensor(1.0 + k * dt, dtype=torch.float32, device=noise.device).expand(b)
+            if guidance is None:
+                v = velocity(x, t)
+            else:
+                v, _ = guided_velocity(velocity, x, t, guidance)
+            if padded_dims == "flow_to_zero":
+                v = torch.cat([v[..., :real], padded_velocity], dim=-1)
+            x += dt_tensor * v
         return x

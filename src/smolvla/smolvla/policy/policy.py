@@ -17,6 +17,7 @@ from . import checkpoint as ckpt
 from .configuration import BackboneConfig, SmolVLAConfig
 from .modeling import SmolVLAModel
 from .processing import Normalizer, pad_vector, preprocess_images, resize_with_pad, tokenize
+from .rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, ChunkGuidance, prefix_weights
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -248,20 +249,57 @@ class SmolVLAPolicy:
         state: np.ndarray,
         instruction: str,
         noise: Tensor | None = None,
+        *,
+        previous_actions: np.ndarray | None = None,
+        delay: int = 0,
+        max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT,
+        padded_dims: str = "flow_to_zero",
     ) -> np.ndarray:
         """Actions (chunk_size, action_dim), float32, un-normalised, for one observation.
 
         images: HxWx3 uint8 RGB of any size, one per camera slot in `camera_names` order, None for a missing
         camera (masked; at least one must be present). state: (state_dim,) raw joint state. Deterministic for a
-        given `noise` of shape (chunk_size, max_action_dim).
+        given `noise` of shape (chunk_size, max_action_dim). padded_dims: how the padded action dims are integrated
+        (`SmolVLAModel.integrate`; "model" only to compare with LeRobot 0.4.4).
+
+        Real-time chunking (`smolvla.policy.rtc`): previous_actions (m, action_dim), raw like the actions returned,
+        are the actions still to be executed before this chunk takes over, previous_actions[i] for the tick of the
+        new chunk's action i (those past the chunk's length are ignored); the first `delay` of them will be
+        executed while this chunk is computed. The chunk is then sampled with guidance toward them (weight clip
+        `max_guidance_weight`). None, m = 0 or a weight clip of 0: unguided sampling.
         """
         inputs = self.prepare(images, state, instruction)
         noise = self.check_noise(noise)
+        guidance = self.chunk_guidance(previous_actions, delay, max_guidance_weight)
         with self._lock, torch.inference_mode():
             prefix = self.model.embed_prefix(*inputs)
-            x = self.model.sample_actions(prefix, noise)
+            x = self.model.sample_actions(prefix, noise, guidance=guidance, padded_dims=padded_dims)
         actions = self.normalizer.unnormalize_action(x[0, :, : self.action_dim].float().cpu())
         return actions.numpy().astype(np.float32, copy=False)
+
+    def chunk_guidance(
+        self, previous_actions: np.ndarray | None, delay: int, max_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
+    ) -> ChunkGuidance | None:
+        """The model-space ChunkGuidance for raw previous actions (see `predict_chunk`); None when there are none."""
+        if previous_actions is None:
+            return None
+        previous = torch.as_tensor(np.asarray(previous_actions, dtype=np.float32))
+        if previous.ndim != 2 or previous.shape[1] != self.action_dim:
+            raise ValueError(f"previous actions must have shape (m, {self.action_dim}), got {tuple(previous.shape)}")
+        previous = previous[: self.chunk_size]
+        if not torch.isfinite(previous).all():
+            raise ValueError("previous actions contain NaN or infinite values")
+        if isinstance(delay, bool) or not isinstance(delay, int | np.integer) or delay < 0:
+            raise ValueError(f"delay must be an integer number of ticks >= 0, got {delay!r}")
+        m = previous.shape[0]
+        if m == 0 or max_weight == 0:
+            return None
+        cfg = self.config
+        target = torch.zeros(1, cfg.chunk_size, cfg.max_action_dim, dtype=torch.float32)
+        target[0, :m, : self.action_dim] = self.normalizer.normalize_action(previous)
+        weights = torch.zeros_like(target)
+        weights[0, :, : self.action_dim] = prefix_weights(cfg.chunk_size, int(delay), m)[:, None]
+        return ChunkGuidance(target.to(self.device), weights.to(self.device), float(max_weight))
 
     # -- training -------------------------------------------------------------------------------------------------
 

@@ -39,6 +39,11 @@ def compact_backbone(image_size: int = 64, patch_size: int = 8) -> BackboneConfi
     )
 
 
+def compact_camera_names(n_cameras: int) -> tuple[str, ...]:
+    """Camera feature names of a compact model: smolvla_base's (observation.image, observation.image2, ...)."""
+    return ("observation.image", *[f"observation.image{i + 1}" for i in range(1, n_cameras)])
+
+
 def compact_config(
     camera_shapes: tuple[tuple[int, int, int], ...],
     *,
@@ -49,7 +54,7 @@ def compact_config(
     patch_size: int = 8,
 ) -> SmolVLAConfig:
     """SmolVLAConfig of the compact model for cameras of these (3, H, W) shapes, every parameter trainable."""
-    names = ("observation.image", *[f"observation.image{i + 1}" for i in range(1, len(camera_shapes))])
+    names = compact_camera_names(len(camera_shapes))
     width = max(state_dim, action_dim, 8)
     return SmolVLAConfig(
         camera_names=names,

@@ -17,8 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..camera_mapping import map_cameras
 from ..policy import SmolVLAPolicy
-from ..policy.scratch import compact_config, compact_policy
+from ..policy.scratch import compact_camera_names, compact_config, compact_policy
 from ..robot_interface import RobotInterface
 from .bags import (
     DEFAULT_ACTION_TOPIC,
@@ -86,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="task text of every bag without a task.txt of its own")
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--cameras", nargs="+", default=list(DEFAULT_CAMERA_TOPICS), help="camera topics in image-slot order"
+        "--cameras",
+        nargs="+",
+        default=list(DEFAULT_CAMERA_TOPICS),
+        metavar="NAME=TOPIC",
+        help="the checkpoint's cameras by name (front=/camera/front/image_raw, NAME=none to mask one), or topics in "
+        "order for checkpoints with numbered cameras (observation.image, ...); the policy node's camera_topics",
     )
     data.add_argument("--joint-state-topic", default=DEFAULT_JOINT_STATE_TOPIC, help="sensor_msgs/JointState")
     data.add_argument(
@@ -136,7 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        topics = Topics(tuple(args.cameras), args.joint_state_topic, args.action_topic, tuple(args.joint_names))
         config = TrainConfig(
             steps=args.steps,
             batch_size=args.batch_size,
@@ -152,13 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         bags = find_bags(args.bags)
         _check_output(args.output, bags)
-        if not 0 <= args.val_episodes < len(bags):
-            raise ValueError(f"--val-episodes must leave at least one of the {len(bags)} bags for training")
         policy = None
         if args.checkpoint:
             log.info("loading %s on %s", args.checkpoint, args.device)
             policy = SmolVLAPolicy.from_pretrained(args.checkpoint, device=args.device)
-            # Before reading the bags: a mismatch is found in seconds, not after decoding every image.
+        # Before reading the bags: a mismatch is found in seconds, not after decoding every image.
+        camera_names = policy.camera_names if policy is not None else compact_camera_names(len(args.cameras))
+        cameras = map_cameras(args.cameras, camera_names)
+        log.info("cameras: %s", cameras.describe())
+        topics = Topics(cameras.streams, args.joint_state_topic, args.action_topic, tuple(args.joint_names))
+        if policy is not None:
             check_policy_matches(policy, len(topics.cameras), len(topics.joint_names), len(topics.joint_names))
         episodes, usable = [], []
         for bag in bags:
@@ -193,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chunk_size=policy.chunk_size,
                 n_slots=len(policy.camera_names),
                 image_size=policy.config.resize_imgs_with_padding,
+                camera_slots=cameras.slots,
             )
             if part
             else None
@@ -222,7 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkpoint": args.checkpoint or "from scratch (smolvla.policy.scratch.compact_config)",
         "bags": [str(bag) for bag in bags[:split]],
         "validation_bags": [str(bag) for bag in bags[split:]],
-        "topics": {"cameras": list(topics.cameras), "joint_state": topics.joint_state, "action": topics.action},
+        "topics": {
+            "cameras": dict(zip(cameras.features, cameras.topics, strict=True)),
+            "joint_state": topics.joint_state,
+            "action": topics.action,
+        },
         "joint_names": list(topics.joint_names),
         "fps": args.fps,
         "max_age": args.max_age,

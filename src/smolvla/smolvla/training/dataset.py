@@ -199,6 +199,8 @@ class EpisodeDataset(Dataset):
     images (n_slots, 3, H, W) float32 in [0, 1], resized with padding to `image_size` exactly as the model resizes
     (so resizing again in the model changes nothing, and cameras of different sizes stack); image_mask (n_slots,)
     bool; state (D,) and actions (chunk_size, A) float32 raw; action_is_pad (chunk_size,) bool; task str.
+    camera_slots: the image slot of each recorded camera, in the episodes' camera order (default: the first slots
+    in order; `smolvla.camera_mapping.CameraMapping.slots` maps them by name); the other slots are masked.
 
     Each decoded frame is resized once, at construction, and kept as uint8 at the model's size (a 64x64 camera
     frame: 12 kB), so a training step does no image work but the augmentation; the resized values are rounded to
@@ -206,7 +208,13 @@ class EpisodeDataset(Dataset):
     """
 
     def __init__(
-        self, episodes: Sequence[Episode], *, chunk_size: int, n_slots: int, image_size: tuple[int, int]
+        self,
+        episodes: Sequence[Episode],
+        *,
+        chunk_size: int,
+        n_slots: int,
+        image_size: tuple[int, int],
+        camera_slots: Sequence[int] | None = None,
     ) -> None:
         if not episodes:
             raise ValueError("no episodes")
@@ -218,6 +226,12 @@ class EpisodeDataset(Dataset):
         n_cameras = len(episodes[0].images)
         if n_cameras > n_slots:
             raise ValueError(f"episodes have {n_cameras} cameras but the model has {n_slots} image slots")
+        camera_slots = tuple(range(n_cameras) if camera_slots is None else camera_slots)
+        if len(camera_slots) != n_cameras or len(set(camera_slots)) != n_cameras:
+            raise ValueError(f"camera_slots {list(camera_slots)} must give {n_cameras} distinct image slots")
+        if not all(0 <= slot < n_slots for slot in camera_slots):
+            raise ValueError(f"camera_slots {list(camera_slots)} must lie in 0..{n_slots - 1}")
+        self.camera_slots = camera_slots
         self.episodes = list(episodes)
         self.chunk_size = chunk_size
         self.n_slots = n_slots
@@ -237,8 +251,8 @@ class EpisodeDataset(Dataset):
         height, width = self.image_size
         images = torch.zeros(self.n_slots, 3, height, width)
         mask = torch.zeros(self.n_slots, dtype=torch.bool)
-        for slot, frames in enumerate(self._resized[e]):
-            images[slot] = frames[episode.image_index[k, slot]].float().div_(255.0)
+        for camera, (slot, frames) in enumerate(zip(self.camera_slots, self._resized[e], strict=True)):
+            images[slot] = frames[episode.image_index[k, camera]].float().div_(255.0)
             mask[slot] = True
         steps = np.arange(k, k + self.chunk_size)
         is_pad = steps >= len(episode)

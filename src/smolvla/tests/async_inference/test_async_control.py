@@ -186,7 +186,8 @@ def test_a_state_far_from_the_held_command_after_an_outage_is_a_fault_until_the_
         loop.update_joint_state(moved, 1.1 + i * DT)
         tick = loop.step(1.1 + i * DT)
         assert tick.held_without_state and tick.request is None
-        assert "0.300 rad from the held command at a" in tick.fault and tick.fault_kind == "resume"
+        assert "0.300 rad from where it was last seen and from the held command at a" in tick.fault
+        assert tick.fault_kind == "resume"
         np.testing.assert_array_equal(tick.command, held)  # never the spoofed state, never a jump
     assert loop.joint_state_faults == 3 and loop.queue.status().queue_length == queued
     loop.update_joint_state(Q0 + [0.02, 0.0], 1.5)  # the real arm is back near the held command
@@ -194,6 +195,24 @@ def test_a_state_far_from_the_held_command_after_an_outage_is_a_fault_until_the_
     assert not tick.fault and tick.queue is not None
     np.testing.assert_array_equal(tick.command, held)  # the queued action (Q0) is executed, not skipped
     assert loop.queue.status().queue_length == queued - 1
+
+
+def test_an_arm_resting_away_from_its_command_resumes_where_it_was_seen():
+    loop = make_loop("action", mode="sync")
+    loop.update_joint_state(Q0, 0.0)
+    request = loop.step(0.0).request
+    squeeze = np.tile(Q0 + [0.0, -0.4], (N, 1))  # e.g. a gripper closing on an object it cannot close through
+    loop.queue.add_chunk(request.request_id, request.observation_tick + 1, squeeze, 0.0)
+    now = DT
+    for _ in range(15):  # the command closes, the jaw stops at the object
+        loop.update_joint_state(Q0, now)
+        loop.step(now)
+        now += DT
+    assert loop.safety.last_command[1] == pytest.approx(Q0[1] - 0.4)
+    assert loop.step(now + 1.0).held_without_state  # an outage
+    loop.update_joint_state(Q0, now + 1.1)  # back where it was seen, 0.4 rad from its command
+    tick = loop.step(now + 1.1)
+    assert not tick.fault and not tick.held_without_state
 
 
 def test_a_joint_state_outside_the_limits_is_a_fault_never_commanded():

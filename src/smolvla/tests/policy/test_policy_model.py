@@ -98,7 +98,38 @@ def test_flow_times_are_those_of_lerobot_0_4_4(tiny_policy, noise):
     assert len(seen) == n
     for got, want in zip(seen, expected, strict=True):
         assert torch.equal(got, want), (got, want)
-    torch.testing.assert_close(out, noise - 1.0)
+    real = tiny_policy.action_dim
+    torch.testing.assert_close(out[..., :real], noise[..., :real] - 1.0)
+    torch.testing.assert_close(out[..., real:], torch.zeros_like(out[..., real:]), atol=1e-6, rtol=0)
+
+
+def test_padded_action_dims_follow_the_training_path_not_the_untrained_velocity(tiny_dir, observation, noise):
+    """The loss ignores the padded action dims (test_loss_ignores_padded_action_dims); inference ignores the
+    network's velocity there too: they move along x_t = t * noise to their zero target, as in training, so changing
+    what the network predicts for them changes no action. LeRobot 0.4.4's way ("model") integrates it."""
+    policy = SmolVLAPolicy.from_pretrained(str(tiny_dir))  # its own copy: the weights are changed below
+    inputs = policy.prepare(*observation(2))
+    real = policy.action_dim
+    with torch.inference_mode():
+        prefix = policy.model.embed_prefix(*inputs)
+        trajectory = []
+        cache = policy.model.build_cache(prefix)
+
+        def velocity(x, t):
+            trajectory.append((float(t[0]), x[..., real:].clone()))
+            return policy.model.cached_velocity(cache, x, t)
+
+        x = policy.model.integrate(velocity, noise)
+        for t, padded in trajectory:  # what the expert saw in the padded dims: t * noise, as in training
+            torch.testing.assert_close(padded, t * noise[..., real:], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(x[..., real:], torch.zeros_like(x[..., real:]), atol=1e-6, rtol=0)
+
+        base = policy.predict_chunk(*observation(2), noise=noise)
+        reference = policy.predict_chunk(*observation(2), noise=noise, padded_dims="model")
+        policy.model.action_out_proj.bias[real:] += 3.0  # another untrained velocity in the padded dims
+        np.testing.assert_array_equal(policy.predict_chunk(*observation(2), noise=noise), base)
+        moved = policy.predict_chunk(*observation(2), noise=noise, padded_dims="model")
+    assert np.abs(moved - reference).max() > 1e-3
 
 
 def test_vision_tower_gives_every_patch_its_own_position(tiny_policy):
@@ -238,3 +269,10 @@ def test_compiled_policy_within_tolerance_and_never_recompiles(tiny_dir, tiny_po
         ref = displacement(tiny_policy.predict_chunk(cameras, state, instruction, noise=noise))
         error = np.abs(displacement(got) - ref).max() / ref.std()
         assert error < 0.05, (i, error)
+    # Real-time chunking on the compiled model: guided (its steps run the expert eagerly), still no recompile,
+    # and the frozen prefix reproduced as in eager float32 (tests/policy/test_policy_rtc.py).
+    other = tiny_policy.predict_chunk(images, state + 0.5, "go", noise=-noise)[3:]
+    unguided = tiny_policy.predict_chunk(images, state, "go", noise=noise)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        guided = compiled.predict_chunk(images, state, "go", noise=noise, previous_actions=other, delay=3)
+    assert np.abs(guided[:3] - other[:3]).max() < 0.05 * np.abs(unguided[:3] - other[:3]).max()

@@ -5,9 +5,11 @@ import pytest
 
 from smolvla.health import Level
 from smolvla.images import CompressedImage, RawImage
+from smolvla.joint_units import JointConverter, MotorCalibration
 from smolvla.policy_runner import NoChunkKind, PolicyRunner
+from smolvla.robot_interface import SO100_JOINT_NAMES, UNIT_PRESETS
 
-JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+JOINTS = list(SO100_JOINT_NAMES)
 
 
 def frame(value: int, encoding: str = "rgb8", size: int = 4) -> RawImage:
@@ -43,8 +45,7 @@ class Outcomes:
 
 def make_runner(outcomes, predict=transparent_predict, **kwargs) -> PolicyRunner:
     options = dict(
-        camera_streams=["/front", "/wrist"],
-        n_camera_slots=3,
+        camera_slots=["/front", "/wrist", None],
         joint_names=JOINTS,
         max_sample_age=0.25,
         instruction="pick up the cube",
@@ -81,6 +82,19 @@ def test_chunk_is_computed_from_the_samples_at_or_before_capture_time():
     # Slots 0 and 1 filled, slot 2 masked; the instruction has 16 characters.
     np.testing.assert_allclose(result.actions[0, 5], state[5] + 4 / 1000 + 100 * 11 + 10000 * 16, rtol=1e-6)
     assert 0 <= result.model_seconds <= result.compute_seconds
+
+
+def test_each_stream_feeds_the_slot_it_is_mapped_to():
+    outcomes = Outcomes()
+    runner = make_runner(outcomes, camera_slots=[None, "/wrist", "/front"])
+    state = feed(runner)
+    runner.request(1, 0, 99.0 + 4.5 / 30)
+    assert runner.wait_idle(5)
+    runner.close()
+    (result,) = outcomes.chunks
+    assert result.job.image_streams == (None, "/wrist", "/front")
+    # Slot 0 empty (no image mean added), slots 1 and 2 filled.
+    np.testing.assert_allclose(result.actions[0, 5], state[5] + 100 * 110 + 10000 * 16, rtol=1e-6)
 
 
 def test_stale_or_missing_inputs_give_no_chunk_with_the_reason():
@@ -292,7 +306,7 @@ def test_an_optional_request_does_not_push_out_a_waiting_must_go_one():
     assert runner.health(99.2).level is Level.OK
 
 
-def test_degrees_model_gets_degrees_and_actions_come_back_in_radians():
+def test_a_lerobot_model_gets_its_units_and_its_actions_come_back_in_radians():
     outcomes = Outcomes()
     seen = []
 
@@ -300,26 +314,59 @@ def test_degrees_model_gets_degrees_and_actions_come_back_in_radians():
         seen.append(state.copy())
         return np.tile(state, (3, 1))
 
-    runner = make_runner(outcomes, predict=predict, joint_units="degrees")
+    calibration = {name: MotorCalibration(name, i + 1, i % 2, 0, 1000, 3000) for i, name in enumerate(JOINTS)}
+    units = JointConverter(JOINTS, UNIT_PRESETS["lerobot_range"], calibration)
+    runner = make_runner(outcomes, predict=predict, units=units)
     state = feed(runner)
     runner.request(1, 0, 99.2)
     assert runner.wait_idle(5)
     runner.close()
-    np.testing.assert_allclose(seen[0], np.degrees(state), rtol=1e-6)
-    np.testing.assert_allclose(outcomes.chunks[0].actions[0], state, rtol=1e-6)
+    np.testing.assert_allclose(seen[0], units.to_policy(state), rtol=1e-6)
+    assert not np.allclose(seen[0], state)
+    np.testing.assert_allclose(outcomes.chunks[0].actions[0], state, atol=1e-4)  # float32 model, radians back
+
+
+def test_previous_actions_reach_the_model_in_its_joint_order_and_units():
+    """Real-time chunking: the executor's queued actions (radians, any joint order) reach predict in the model's
+    joint order and units with the delay; a request without them calls predict without guidance keywords."""
+    outcomes = Outcomes()
+    seen = []
+
+    def predict(images, state, instruction, **guidance):
+        seen.append(guidance)
+        return np.tile(state, (3, 1))
+
+    calibration = {name: MotorCalibration(name, i + 1, i % 2, 0, 1000, 3000) for i, name in enumerate(JOINTS)}
+    units = JointConverter(JOINTS, UNIT_PRESETS["lerobot_degrees"], calibration)
+    runner = make_runner(outcomes, predict=predict, units=units)
+    feed(runner)
+    previous = np.arange(18, dtype=float).reshape(3, 6) / 10
+    runner.request(1, 0, 99.2, previous_joint_names=list(reversed(JOINTS)), previous_actions=previous, delay_ticks=2)
+    assert runner.wait_idle(5)
+    runner.request(2, 1, 99.2)
+    assert runner.wait_idle(5)
+    runner.request(3, 2, 99.2, previous_joint_names=JOINTS[:5], previous_actions=previous[:, :5], delay_ticks=1)
+    runner.request(4, 3, 99.2, previous_joint_names=JOINTS, previous_actions=previous, delay_ticks=-1)
+    assert runner.wait_idle(5)
+    runner.close()
+    assert seen[0]["delay"] == 2
+    np.testing.assert_allclose(seen[0]["previous_actions"], units.to_policy(previous[:, ::-1]), rtol=1e-6)
+    assert seen[1] == {} and len(seen) == 2
+    assert [(o.request_id, o.kind) for o in outcomes.no_chunks] == [(3, NoChunkKind.INVALID), (4, NoChunkKind.INVALID)]
+    assert "previous actions" in outcomes.no_chunks[0].reason and "gripper" in outcomes.no_chunks[0].reason
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"camera_streams": []}, "1 to 3 camera streams"),
-        ({"camera_streams": ["/a", "/b", "/c", "/d"]}, "1 to 3 camera streams"),
-        ({"camera_streams": ["/a", "/a"]}, "repeat"),
+        ({"camera_slots": []}, "at least one camera slot needs a stream"),
+        ({"camera_slots": [None, None]}, "at least one camera slot needs a stream"),
+        ({"camera_slots": ["/a", "/a"]}, "repeat"),
         ({"joint_names": []}, "joint names"),
         ({"max_sample_age": 0.0}, "max_sample_age"),
+        ({"units": JointConverter(JOINTS[:5], ("radians",) * 5)}, "the unit conversion is for joints"),
         ({"max_request_delay": -1.0}, "max_request_delay"),
         ({"future_tolerance": float("nan")}, "future_tolerance"),
-        ({"joint_units": "ticks"}, "joint_units"),
         ({"instruction": ""}, "default instruction refused: instruction is empty"),
     ],
 )
@@ -333,11 +380,14 @@ def test_with_the_tiny_smolvla_model(tmp_path):
 
     policy = SmolVLAPolicy.from_pretrained(str(make_tiny_checkpoint(tmp_path, n_cameras=3)))
     outcomes = Outcomes()
-    runner = make_runner(outcomes, predict=policy.predict_chunk, n_camera_slots=len(policy.camera_names))
+    runner = make_runner(outcomes, predict=policy.predict_chunk)
     feed(runner)
     runner.request(1, 0, 99.2)
     assert runner.wait_idle(30)
+    first = outcomes.chunks[0].actions
+    runner.request(2, 1, 99.2, previous_joint_names=JOINTS, previous_actions=first[1:], delay_ticks=2)  # guided
+    assert runner.wait_idle(30)
     runner.close()
     assert not outcomes.no_chunks
-    actions = outcomes.chunks[0].actions
-    assert actions.shape == (policy.chunk_size, 6) and np.all(np.isfinite(actions))
+    for chunk in outcomes.chunks:
+        assert chunk.actions.shape == (policy.chunk_size, 6) and np.all(np.isfinite(chunk.actions))

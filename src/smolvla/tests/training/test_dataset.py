@@ -132,6 +132,26 @@ def test_chunks_are_padded_with_the_last_action_past_the_episode_end(tmp_path):
     assert all(torch.equal(row, last) for row in final["actions"])
 
 
+def test_cameras_land_in_the_slots_of_their_names(tmp_path):
+    """A checkpoint that lists its wrist camera first gets the wrist topic's images in that slot, whatever order
+    the cameras are given in (the mapping the policy node uses)."""
+    from smolvla.camera_mapping import map_cameras
+
+    features = ("observation.images.wrist", "observation.images.side", "observation.images.front")
+    mapping = map_cameras([f"front={FRONT}", "side=none", f"wrist={WRIST}"], features)
+    assert mapping.streams == (WRIST, FRONT) and mapping.slots == (0, 2)
+    bag = write_bag(tmp_path / "ep")
+    episode = load_episode(bag, Topics(cameras=mapping.streams), task=TASK)
+    sample = EpisodeDataset([episode], chunk_size=4, n_slots=3, image_size=(16, 16), camera_slots=mapping.slots)[5]
+    in_order = EpisodeDataset([load_episode(bag, TOPICS, task=TASK)], chunk_size=4, n_slots=3, image_size=(16, 16))[5]
+    assert sample["image_mask"].tolist() == [True, False, True]
+    torch.testing.assert_close(sample["images"][0], in_order["images"][1])  # wrist
+    torch.testing.assert_close(sample["images"][2], in_order["images"][0])  # front
+    assert not torch.equal(in_order["images"][0], in_order["images"][1])
+    with pytest.raises(ValueError, match="must give 2 distinct image slots"):
+        EpisodeDataset([episode], chunk_size=4, n_slots=3, image_size=(16, 16), camera_slots=(1, 1))
+
+
 def test_images_are_resized_as_the_model_resizes(tmp_path):
     """Pre-resizing to the model's size makes the model's own resize a no-op, so training sees what inference
     sees (preprocess_images resizes the raw image once)."""

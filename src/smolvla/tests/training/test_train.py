@@ -143,7 +143,7 @@ def test_smolvla_train_refuses_data_the_checkpoint_cannot_take(bags, tmp_path, c
     one_camera = make_tiny_checkpoint(tmp_path / "tiny1", n_cameras=1, chunk_size=10)
     args = [str(bags / "episode_0"), "--checkpoint", str(one_camera), "--task", TASK, "--cameras", FRONT, WRIST]
     assert main([*args, "--output", str(tmp_path / "a")]) == 2
-    assert "2 cameras but the checkpoint has 1 image slots" in capsys.readouterr().err
+    assert "2 camera topics for a checkpoint with 1 cameras: image (observation.image)" in capsys.readouterr().err
     five_joints = ["--joint-names", "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "gripper"]
     assert main([*args[:-1], "--output", str(tmp_path / "b"), *five_joints]) == 2
     assert "a state of 5 joints but the checkpoint's state has 6" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-// Joint calibration and units: STS3215 ticks <-> radians, LeRobot's normalised units, joint
-// limits, and import of LeRobot SO-100 calibration files.
+// Joint calibration and units: STS3215 ticks <-> radians, joint limits, and import of LeRobot
+// SO-100 calibration files. LeRobot's own units (degrees, -100..100, 0..100) are converted on the
+// policy side, from and to these radians: smolvla.joint_units.
 #ifndef SO100_DRIVER__CALIBRATION_HPP_
 #define SO100_DRIVER__CALIBRATION_HPP_
 
@@ -40,12 +41,6 @@ struct JointCalibration
   /// Joint limits in radians (lower < upper whatever the drive mode).
   double lower_limit() const;
   double upper_limit() const;
-
-  /// LeRobot's units: degrees (ticks - middle) * 360 / 4095 for the arm joints; for the gripper
-  /// percent of the range 0..100. Declared here so datasets and checkpoints recorded with
-  /// LeRobot can be converted explicitly.
-  double ticks_to_lerobot(double ticks, bool percent) const;
-  double lerobot_to_ticks(double value, bool percent) const;
 };
 
 /// Parse a LeRobot calibration file's text: an object of motor name -> {id, drive_mode,
