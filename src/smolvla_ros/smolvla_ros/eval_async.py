@@ -1,12 +1,12 @@
 """`smolvla_eval_async` (make eval-async): the paper's Figure-5 experiment on the simulated SO-101.
 
 For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) the whole graph is started through
-smolvla_ros.launcher. The policy side is by default the SmolVLA policy node with the checkpoint shipped with the
-package (trained from scratch in simulation), at its 30 Hz, with --latency seconds added to every chunk
-computation (default 1.0 s: most of a 50-action chunk, where sync starves and async does not). With --policy expert
-it is the scripted expert answering with an artificial latency (default 1.5 s, about smolvla_base's chunk latency
-on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency is 90 % of a 50-action chunk, so every mode
-starves alike (see docs/async-inference.md). Each seed is a run: the arm starts at
+smolvla_ros.launcher. The policy side is by default the scripted expert answering with an artificial latency
+(default 1.5 s, about smolvla_base's chunk latency on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency
+is 90 % of a 50-action chunk, so every mode starves alike (see docs/async-inference.md). With --policy smolvla it is
+the SmolVLA policy node with the checkpoint shipped with the package (trained from scratch in simulation; it does
+not place cubes yet), at its 30 Hz, with --latency seconds added to every chunk computation (default 1.0 s: most of
+a 50-action chunk, where sync starves and async does not). Each seed is a run: the arm starts at
 home in the seeded scene, a new cube and target appear one second after every placement, and the run lasts
 --duration seconds. Reported
 per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
@@ -33,7 +33,7 @@ MODES = {"sync": 0.0, "async": None, "continuous": 1.0}
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smolvla_eval_async", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", choices=("smolvla", "expert"), default="smolvla", help="the policy side")
+    parser.add_argument("--policy", choices=("smolvla", "expert"), default="expert", help="the policy side")
     parser.add_argument("--checkpoint", help="SmolVLA checkpoint (--policy smolvla); default: the shipped one")
     parser.add_argument(
         "--latency",
