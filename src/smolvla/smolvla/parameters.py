@@ -32,6 +32,18 @@ def number(low: float | None = None, high: float | None = None, *, above: float 
     return check
 
 
+def within(low: float, high: float) -> Check:
+    """A finite number (int or float) in the closed interval [low, high], refused as one range."""
+
+    def check(value: object) -> str | None:
+        finite = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+        if finite and low <= value <= high:
+            return None
+        return f"must be within [{low:g}, {high:g}], got {value!r}"
+
+    return check
+
+
 def integer(low: int, high: int) -> Check:
     """An integer in [low, high]."""
 

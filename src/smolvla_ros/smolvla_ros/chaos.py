@@ -59,7 +59,6 @@ RECOVERY = 2.0  # seconds after a fault ends within which the graph must recover
 # machine), then the executor's request_timeout (10 s) for the request the killed process never answered.
 RESTART_RECOVERY = 90.0
 OK = int.from_bytes(DiagnosticStatus.OK)  # levels are bytes in the message
-RESUME_TOLERANCE = 1.0  # rad, the executor's; see graph()
 SETTLE = 60.0  # seconds a case that did not recover in time gets to settle before the next case starts
 ROGUE_IDS = 10**12  # request ids of injected requests and chunks (the executor counts its own from 1)
 FRONT, WRIST = "/camera/front/image_raw", "/camera/wrist/image_raw/compressed"
@@ -661,25 +660,20 @@ def run_case(case: Case, o: Observer, p: Processes) -> CaseResult:
 
 
 def executor_limits(o: Observer) -> CommandLimits:
-    """The running executor's limits: velocity and acceleration (rad/s, rad/s^2) where it has them, else max_step
-    per tick and no acceleration check."""
-    names = ["joint_lower_limits", "joint_upper_limits", "control_rate", "max_velocity", "max_acceleration", "max_step"]
+    """The running executor's limits: positions, velocity (rad/s) and acceleration (rad/s^2)."""
+    names = ["joint_lower_limits", "joint_upper_limits", "control_rate", "max_velocity", "max_acceleration"]
     p = o.parameters("smolvla_executor", names)
     n = len(p["joint_lower_limits"])
 
     def per_joint(value) -> list[float]:
         return [float(value)] * n if isinstance(value, int | float) else [float(v) for v in value]
 
-    if "max_velocity" in p:
-        return CommandLimits.from_rates(
-            p["joint_lower_limits"],
-            p["joint_upper_limits"],
-            per_joint(p["max_velocity"]),
-            per_joint(p["max_acceleration"]) if "max_acceleration" in p else None,
-            p["control_rate"],
-        )
-    return CommandLimits(
-        np.asarray(p["joint_lower_limits"]), np.asarray(p["joint_upper_limits"]), np.asarray(per_joint(p["max_step"]))
+    return CommandLimits.from_rates(
+        p["joint_lower_limits"],
+        p["joint_upper_limits"],
+        per_joint(p["max_velocity"]),
+        per_joint(p["max_acceleration"]),
+        p["control_rate"],
     )
 
 
@@ -720,10 +714,7 @@ def graph(kind: str, log_dir: Path, checkpoint: Path | None) -> Iterator[tuple[O
                 },
             )
         )
-    # resume_tolerance: with the default 0.2 rad, a gripper closed on the cube (0.2-0.6 rad from its command) after
-    # any joint-state gap longer than joint_state_timeout (a stalled simulation on a loaded machine) makes the
-    # executor hold until re-activated; see docs/ros-graph.md, "Faults and bad input".
-    executor: dict[str, object] = {"chunk_size": CHUNK, "control_rate": RATE, "resume_tolerance": RESUME_TOLERANCE}
+    executor: dict[str, object] = {"chunk_size": CHUNK, "control_rate": RATE}
     if kind != "expert":
         # The tiny checkpoint's random weights give arbitrary actions, which the executor's gate on absurd chunks
         # rightly refuses; these cases are about the policy's inputs, so the gate lets its chunks through.

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import NameValidationException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -40,6 +40,7 @@ from smolvla.async_inference.parameters import LIVE, apply_live, build_control_l
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
 from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.diagnostics import diagnostic_array
 from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
 
 NODE_NAME = "smolvla_executor"
@@ -441,15 +442,9 @@ class ExecutorNode(LifecycleNode):
             "joint_state_faults": str(self._loop.joint_state_faults),
             **{k: str(v) for k, v in vars(s).items()},
         }
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_name()}: action queue",
-            message=message,
-            values=[KeyValue(key=k, value=v) for k, v in values.items()],
-        )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        stamp = self.get_clock().now().to_msg()
+        name = f"{self.get_name()}: action queue"
+        self._diagnostics_pub.publish(diagnostic_array(stamp, name, level, message, values.items()))
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

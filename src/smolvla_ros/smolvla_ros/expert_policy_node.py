@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -34,6 +34,7 @@ from smolvla.sim.scene import JOINT_NAMES, SceneOptions, build_model
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+from smolvla_ros.diagnostics import diagnostic_array
 from smolvla_ros.node_runner import run_node
 from smolvla_ros.parameters import declare_checked
 
@@ -244,16 +245,9 @@ class ExpertPolicyNode(Node):
 
     def _publish_diagnostics(self) -> None:
         health = self._health.report(extra=[("instruction", self._instruction)])
-        status = DiagnosticStatus(
-            level=bytes([int(health.level)]),
-            name="expert_policy: scripted expert",
-            message=health.message,
-            hardware_id="",
-            values=[KeyValue(key=key, value=value) for key, value in health.values],
-        )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        stamp = self.get_clock().now().to_msg()
+        name = "expert_policy: scripted expert"
+        self._diagnostics_pub.publish(diagnostic_array(stamp, name, health.level, health.message, health.values))
 
     def _publish_status(self, request_id: int, ok: bool, reason: str, latency: float) -> None:
         if not self.context.ok():

@@ -14,7 +14,7 @@ import functools
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -31,6 +31,7 @@ from smolvla.robot_interface import JOINT_UNITS, SO100_JOINT_NAMES, UNIT_PRESETS
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, PolicyStatus
 from smolvla_msgs.srv import SetInstruction
 from smolvla_ros.chunk_messages import chunk_to_msg, seconds_to_time, time_to_seconds
+from smolvla_ros.diagnostics import diagnostic_array
 from smolvla_ros.node_runner import run_node
 from smolvla_ros.parameters import ConfigurationError, declare_checked
 
@@ -327,16 +328,9 @@ class PolicyNode(Node):
 
     def _publish_diagnostics(self) -> None:
         health = self.runner.health()
-        status = DiagnosticStatus(
-            level=bytes([int(health.level)]),
-            name=f"{NODE_NAME}: policy",
-            message=health.message,
-            hardware_id="",
-            values=[KeyValue(key=key, value=value) for key, value in health.values],
-        )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        stamp = self.get_clock().now().to_msg()
+        name = f"{NODE_NAME}: policy"
+        self._diagnostics_pub.publish(diagnostic_array(stamp, name, health.level, health.message, health.values))
 
     def close(self) -> None:
         """Stop answering: a waiting request is dropped, a running computation awaited briefly."""

@@ -265,12 +265,9 @@ class AsyncActionQueue:
         if not np.all(np.isfinite(actions)):
             raise ValueError("chunk actions contain NaN or infinite values")
         with self._lock:
-            pending = self._remembered.pop(request_id, None)
-            self._in_flight.pop(request_id, None)
+            pending = self._answered(request_id)
             if pending is None:
-                self._counters["chunks_unmatched"] += 1
-                why = f"request_id {request_id} is not a request of this run or was answered"
-                return ChunkOutcome(False, why, kind="unmatched")
+                return self._unmatched(request_id)
             latency = now - pending.sent_time
             self._latency.add(latency)
             if first_tick != pending.observation_tick + 1:
@@ -315,6 +312,17 @@ class AsyncActionQueue:
             self._counters["chunks_late"] += int(late_by > 0)
             return ChunkOutcome(True, "", latency, late, overlap, seam_jump=seam, late_seam=late_by > 0)
 
+    def _answered(self, request_id: int) -> _Pending | None:
+        """Forget the request `request_id` (remembered and in flight): the pending entry, or None if unknown."""
+        self._in_flight.pop(request_id, None)
+        return self._remembered.pop(request_id, None)
+
+    def _unmatched(self, request_id: int) -> ChunkOutcome:
+        """Count and describe a chunk for a request that is not (or no longer) one of this run's."""
+        self._counters["chunks_unmatched"] += 1
+        why = f"request_id {request_id} is not a request of this run or was answered"
+        return ChunkOutcome(False, why, kind="unmatched")
+
     def observed_state(self, request_id: int) -> np.ndarray | None:
         """The joint state sent with `request_id` (a copy), None when the request is unknown or answered."""
         with self._lock:
@@ -328,12 +336,8 @@ class AsyncActionQueue:
         if counter not in ("gated", "wrong_rate"):
             raise ValueError(f"unknown refusal counter {counter!r}")
         with self._lock:
-            pending = self._remembered.pop(request_id, None)
-            self._in_flight.pop(request_id, None)
-            if pending is None:
-                self._counters["chunks_unmatched"] += 1
-                why = f"request_id {request_id} is not a request of this run or was answered"
-                return ChunkOutcome(False, why, kind="unmatched")
+            if self._answered(request_id) is None:
+                return self._unmatched(request_id)
             self._counters[f"chunks_{counter}"] += 1
             self._retry_after = now + self.config.failure_backoff
             return ChunkOutcome(False, reason, kind=counter)

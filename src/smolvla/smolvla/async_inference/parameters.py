@@ -4,7 +4,6 @@ control loop built from them. The executor node declares them and passes their v
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 
 from smolvla.async_inference.config import QueueConfig
@@ -12,19 +11,20 @@ from smolvla.async_inference.control import ControlLoop
 from smolvla.async_inference.core import AsyncActionQueue
 from smolvla.async_inference.gate import ChunkGate
 from smolvla.async_inference.safety import CommandSafety
+from smolvla.parameters import Check, problems, within
 
-#: Inclusive bounds of the numeric parameters (a rate of 1e-300 Hz would make a timer period overflow; a chunk of
-#: millions of actions would stall the control thread). status_rate 0 means "every control tick".
-BOUNDS: dict[str, tuple[float, float]] = {
-    "control_rate": (1.0, 1000.0),
-    "diagnostics_rate": (0.01, 100.0),
-    "status_rate": (0.0, 1000.0),
-    "chunk_size": (1, 1000),
-    "joint_state_timeout": (0.001, 60.0),
-    "request_timeout": (0.01, 3600.0),
-    "failure_backoff": (0.0, 60.0),
-    "joint_limit_tolerance": (0.0, 0.5),
-    "resume_tolerance": (0.001, 3.2),
+#: Checks of the numeric parameters, inclusive bounds (a rate of 1e-300 Hz would make a timer period overflow; a
+#: chunk of millions of actions would stall the control thread). status_rate 0 means "every control tick".
+CHECKS: dict[str, Check] = {
+    "control_rate": within(1.0, 1000.0),
+    "diagnostics_rate": within(0.01, 100.0),
+    "status_rate": within(0.0, 1000.0),
+    "chunk_size": within(1, 1000),
+    "joint_state_timeout": within(0.001, 60.0),
+    "request_timeout": within(0.01, 3600.0),
+    "failure_backoff": within(0.0, 60.0),
+    "joint_limit_tolerance": within(0.0, 0.5),
+    "resume_tolerance": within(0.001, 3.2),
 }
 
 #: Parameters the running executor applies at once when they are set; every other one is read-only after start.
@@ -49,16 +49,11 @@ def build_control_loop(p: Mapping[str, object]) -> ControlLoop:
 
     Raises ValueError naming every problem found in the bounds, or the first one the parts refuse.
     """
-    problems = []
-    for name, (low, high) in BOUNDS.items():
-        value = p[name]
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (number and math.isfinite(value) and low <= value <= high):
-            problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
-    if 0 < p["status_rate"] < 0.01:
-        problems.append(f"status_rate must be 0 (every tick) or at least 0.01 Hz, got {p['status_rate']!r}")
-    if problems:
-        raise ValueError("; ".join(problems))
+    found = problems(CHECKS, {name: p[name] for name in CHECKS})
+    if CHECKS["status_rate"](p["status_rate"]) is None and 0 < p["status_rate"] < 0.01:
+        found.append(f"status_rate must be 0 (every tick) or at least 0.01 Hz, got {p['status_rate']!r}")
+    if found:
+        raise ValueError("; ".join(found))
     period = 1.0 / p["control_rate"]
     joints = list(p["joint_names"])
     safety = CommandSafety(
