@@ -43,7 +43,7 @@ lint: $(VENV_STAMP)
 
 test: setup
 	$(IN_ENV) ruff check .
-	$(IN_ENV) python -m pytest
+	$(IN_ENV) python -m pytest --durations=15
 	$(IN_ENV) colcon test --base-paths src --packages-select so100_driver --event-handlers console_cohesion- status- \
 	  && colcon test-result --test-result-base build/so100_driver --verbose
 
