@@ -127,6 +127,10 @@ def test_burst_log_reports_the_first_event_of_a_burst_then_a_count():
     assert log.report(20.0) == 1  # after a quiet spell: a new burst is logged at once
     assert log.report(20.1, kind="other") == 0  # another kind of event: logged at once too
     assert log.report(20.2, kind="other") is None
+    # two kinds alternating as fast as a sender can: still one line per kind and burst, not one per switch
+    first = [log.report(21.0 + 0.001 * i, kind=("a", "b")[i % 2]) for i in range(2000)]
+    assert first[:2] == [0, 0] and first[2:] == [None] * 1998
+    assert sum(log.report(23.0 + 0.001 * i, kind=("a", "b")[i % 2]) is not None for i in range(2000)) == 0
 
 
 def test_resampling_keeps_the_speed_of_a_chunk_at_another_rate():
