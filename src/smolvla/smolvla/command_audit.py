@@ -126,6 +126,9 @@ class CaseResult:
     unsafe: int = 0  # unsafe commands while the case ran
     findings: list[str] = field(default_factory=list)  # other wrong behaviour (an accepted invalid parameter, ...)
     notes: list[str] = field(default_factory=list)  # facts that do not fail the case (when it recovered after all)
+    ticks: int = 0  # executor control ticks while the fault was injected
+    expected_ticks: float = 0.0  # the fault's duration times the control rate
+    max_tick_gap: float | None = None  # seconds: the longest gap between two of those ticks
 
     @property
     def passed(self) -> bool:
@@ -150,4 +153,5 @@ def summary(cases: Sequence[CaseResult], audits: Sequence[CommandAudit]) -> dict
         "findings": sum(len(case.findings) for case in cases),
         "failed": [case.name for case in cases if not case.passed],
         "worst_recovery_s": max((c.recovered_after for c in cases if c.recovered_after is not None), default=None),
+        "worst_tick_gap_s": max((c.max_tick_gap for c in cases if c.max_tick_gap is not None), default=None),
     }

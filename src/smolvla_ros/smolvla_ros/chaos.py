@@ -59,6 +59,9 @@ RECOVERY = 2.0  # seconds after a fault ends within which the graph must recover
 # machine), then the executor's request_timeout (10 s) for the request the killed process never answered.
 RESTART_RECOVERY = 90.0
 OK = int.from_bytes(DiagnosticStatus.OK)  # levels are bytes in the message
+DIAGNOSED = ("policy", "executor")  # the nodes whose /diagnostics every case checks
+MAX_TICK_GAP = 0.1  # seconds: 3 control periods, the longest the executor may go without a tick during a fault
+TICK_WINDOW = 1.0  # seconds from the start of a fault over which its ticks are watched, however short the fault
 SETTLE = 60.0  # seconds a case that did not recover in time gets to settle before the next case starts
 ROGUE_IDS = 10**12  # request ids of injected requests and chunks (the executor counts its own from 1)
 FRONT, WRIST = "/camera/front/image_raw", "/camera/wrist/image_raw/compressed"
@@ -118,7 +121,9 @@ class Watch:
     chunks_received: int = 0
     own_requests: dict[int, float] = field(default_factory=dict)  # executor request id -> when seen
     ok_statuses: list[tuple[float, int]] = field(default_factory=list)  # (when, request id)
-    diagnostics: list[tuple[float, int, str]] = field(default_factory=list)  # (when, level, message) of the policy
+    # (when, level, message) per node: "policy" (SmolVLA or expert) and "executor"
+    diagnostics: dict[str, list[tuple[float, int, str]]] = field(default_factory=lambda: {n: [] for n in DIAGNOSED})
+    ticks: list[float] = field(default_factory=list)  # the executor's tick times (its tick log's stamps)
     state: np.ndarray | None = None
     rogue_statuses: dict[int, PolicyStatus] = field(default_factory=dict)  # answers to injected requests
 
@@ -142,6 +147,7 @@ class Observer:
         n.create_subscription(ChunkRequest, "/smolvla/chunk_request", self._on_request, 100)
         n.create_subscription(PolicyStatus, "/smolvla/policy_status", self._on_status, 100)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        n.create_subscription(JointState, "/smolvla/executor_ticks", self._on_tick, 100)
         n.create_subscription(JointState, "/joint_states", self._on_state, qos_profile_sensor_data)
         n.create_subscription(Image, "/camera/wrist/image_raw", self._republish_jpeg, qos_profile_sensor_data)
         self.states = n.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
@@ -200,8 +206,12 @@ class Observer:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(("smolvla_policy", "expert_policy")):
-                self.watch.diagnostics.append((time.monotonic(), int.from_bytes(status.level), status.message))
+            node = "executor" if status.name.startswith("smolvla_executor") else "policy"
+            if node == "executor" or status.name.startswith(("smolvla_policy", "expert_policy")):
+                self.watch.diagnostics[node].append((time.monotonic(), int.from_bytes(status.level), status.message))
+
+    def _on_tick(self, msg: JointState) -> None:
+        self.watch.ticks.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _on_state(self, msg: JointState) -> None:
         if list(msg.name) == JOINTS and len(msg.position) == len(JOINTS):
@@ -272,8 +282,8 @@ class Case:
     deadline: float = RECOVERY
     graph: str = "expert"  # expert or smolvla
     quick: bool = False
-    policy_not_ready: bool = False  # the policy's diagnostics must leave OK "ready" during the fault
-    diagnostics_settle: float = 3.0  # seconds after recovery within which they must be OK again
+    not_ok: tuple[str, ...] = ()  # nodes ("policy", "executor") whose diagnostics must leave OK during the fault
+    diagnostics_settle: float = 3.0  # seconds after recovery within which every node's must be OK again
 
 
 def _burst(count: int, seconds: float, send: Callable[[int], None]) -> int:
@@ -330,7 +340,7 @@ def joint_state_cases() -> list[Case]:
             "joint states: stamped +1e6 s",
             send(lambda o, k: _states(JOINTS, state(o), future), count=20),
             quick=True,
-            policy_not_ready=True,  # WARN "refusing input samples" for 5 s after the last one
+            not_ok=("policy",),  # WARN "refusing input samples" for 5 s after the last one
             diagnostics_settle=8.0,
         ),
         Case("joint states: 2 kHz burst", send(lambda o, k: _states(JOINTS, state(o), o.now()), 1000, 0.5), quick=True),
@@ -339,7 +349,12 @@ def joint_state_cases() -> list[Case]:
             send(lambda o, k: _states(JOINTS, [3.0, *state(o)[1:]], o.now()), 5),
             quick=True,
         ),
-        Case("joint states: outage, then a state outside the limits", outage_then_spoof, quick=True),
+        Case(
+            "joint states: outage, then a state outside the limits",
+            outage_then_spoof,
+            quick=True,
+            not_ok=("executor",),  # ERROR "no joint state for ... s", then the fault
+        ),
     ]
 
 
@@ -522,8 +537,14 @@ def process_cases(policy_label: str = "policy") -> list[Case]:
         return 1, []
 
     return [
-        Case("process: simulated arm SIGSTOP 1.5 s, SIGCONT", stop_arm),
-        Case("process: policy SIGKILL, restarted", kill_policy, deadline=RESTART_RECOVERY),
+        Case("process: simulated arm SIGSTOP 1.5 s, SIGCONT", stop_arm, not_ok=("executor",)),
+        Case(
+            "process: policy SIGKILL, restarted",
+            kill_policy,
+            deadline=RESTART_RECOVERY,
+            not_ok=("executor",),  # WARN "starving"
+            diagnostics_settle=10.0,  # the restarted policy's first diagnostics follow its warm-up
+        ),
     ]
 
 
@@ -555,39 +576,39 @@ def camera_cases() -> list[Case]:
                 lambda k: Image(height=size, width=size, encoding="mono16", step=2 * size, data=bytes(2 * size * size))
             ),
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
         ),
         Case(
             "camera: data shorter than height x step",
             raw(lambda k: Image(height=size, width=size, encoding="rgb8", step=3 * size, data=bytes(100))),
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
         ),
         Case(
             "camera: 100000 x 100000 claimed",
             raw(lambda k: Image(height=100_000, width=100_000, encoding="rgb8", step=300_000, data=b"")),
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
         ),
-        Case("camera: empty frame", raw(lambda k: Image()), graph="smolvla", policy_not_ready=True),
+        Case("camera: empty frame", raw(lambda k: Image()), graph="smolvla", not_ok=("policy",)),
         Case(
             "camera: garbage JPEG",
             compressed("jpeg", b"\xff\xd8\xff" + bytes(range(256)) * 8),
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
         ),
         Case(
             "camera: garbage PNG",
             compressed("png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 500),
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
         ),
-        Case("camera: empty compressed frame", compressed("jpeg", b""), graph="smolvla", policy_not_ready=True),
+        Case("camera: empty compressed frame", compressed("jpeg", b""), graph="smolvla", not_ok=("policy",)),
         Case(
             "camera: frames stamped +1e6 s",
             _future_frames,
             graph="smolvla",
-            policy_not_ready=True,
+            not_ok=("policy",),
             diagnostics_settle=8.0,
         ),
     ]
@@ -629,25 +650,46 @@ def wait_recovered(o: Observer, since: float, deadline: float, graph: str) -> fl
     return None
 
 
-def run_case(case: Case, o: Observer, p: Processes) -> CaseResult:
+def check_diagnostics(case: Case, o: Observer, fault_start: float, fault_end: float) -> list[str]:
+    """Findings where /diagnostics misstate what a node can do: OK throughout a fault that stops it (case.not_ok),
+    or not OK again within case.diagnostics_settle seconds once the graph has recovered (every case, every node)."""
+    findings = []
+    for node in case.not_ok:
+        levels = [level for t, level, _ in o.watch.diagnostics[node] if fault_start <= t <= fault_end + 1.0]
+        if all(level == OK for level in levels):
+            findings.append(f"{node} diagnostics stayed OK during the fault ({len(levels)} reports)")
+    settle = time.monotonic() + case.diagnostics_settle
+    for node in DIAGNOSED:
+        reports = o.watch.diagnostics[node]
+        while time.monotonic() < settle and not (reports and reports[-1][1] == OK):
+            time.sleep(0.05)
+        if not reports or reports[-1][1] != OK:
+            findings.append(f"{node} diagnostics not OK {case.diagnostics_settle:g} s after recovery: {reports[-1:]}")
+    return findings
+
+
+def control_ticks(o: Observer, start: float, end: float) -> tuple[int, float | None]:
+    """The executor's ticks stamped within [start, end] (wall clock) and the longest gap between two of them."""
+    stamps = [t for t in o.watch.ticks if start <= t <= end]
+    return len(stamps), float(np.max(np.diff(stamps))) if len(stamps) > 1 else None
+
+
+def run_case(case: Case, o: Observer, p: Processes, max_tick_gap: float) -> CaseResult:
     o.case = case.name
     o.case_unsafe = 0
-    fault_start = time.monotonic()
+    fault_start, fault_start_wall = time.monotonic(), time.time()
     count, findings = case.inject(o, p)
-    fault_end = time.monotonic()
+    fault_end, fault_end_wall = time.monotonic(), time.time()
     recovered = wait_recovered(o, fault_end, case.deadline, case.graph)
     result = CaseResult(case.name, count, case.deadline, recovered, p.dead(), o.case_unsafe, list(findings))
-    if case.policy_not_ready:
-        levels = [level for t, level, _ in o.watch.diagnostics if fault_start <= t <= fault_end + 1.0]
-        if not levels or all(level == OK for level in levels):
-            result.findings.append("policy diagnostics did not leave OK while the frames were bad")
-        settle = time.monotonic() + case.diagnostics_settle
-        while time.monotonic() < settle and not (o.watch.diagnostics and o.watch.diagnostics[-1][1] == OK):
-            time.sleep(0.05)
-        if not o.watch.diagnostics or o.watch.diagnostics[-1][1] != OK:
-            result.findings.append(
-                f"policy diagnostics not OK {case.diagnostics_settle:g} s after recovery: {o.watch.diagnostics[-1:]}"
-            )
+    # A single bad message is a fault of no duration: watch the ticks for at least TICK_WINDOW seconds from it.
+    window_end = max(fault_end_wall, fault_start_wall + TICK_WINDOW)
+    time.sleep(max(0.0, window_end + 0.1 - time.time()))  # until those ticks' log messages have arrived
+    result.ticks, result.max_tick_gap = control_ticks(o, fault_start_wall, window_end)
+    result.expected_ticks = (window_end - fault_start_wall) * RATE
+    if result.max_tick_gap is None or result.max_tick_gap > max_tick_gap:
+        result.findings.append(f"control tick gap {result.max_tick_gap} s during the fault (bound {max_tick_gap:g} s)")
+    result.findings += check_diagnostics(case, o, fault_start, fault_end)
     for label in [d.split(" ")[0] for d in result.crashes]:
         p.restart(label)  # keep going; the crash is counted
     if result.recovered_after is None or result.crashes:
@@ -714,7 +756,7 @@ def graph(kind: str, log_dir: Path, checkpoint: Path | None) -> Iterator[tuple[O
                 },
             )
         )
-    executor: dict[str, object] = {"chunk_size": CHUNK, "control_rate": RATE}
+    executor: dict[str, object] = {"chunk_size": CHUNK, "control_rate": RATE, "diagnostics_rate": 5.0}
     if kind != "expert":
         # The tiny checkpoint's random weights give arbitrary actions, which the executor's gate on absurd chunks
         # rightly refuses; these cases are about the policy's inputs, so the gate lets its chunks through.
@@ -775,10 +817,12 @@ def _mkdir(path: Path) -> Path:
 
 def _row(result: CaseResult) -> CaseResult:
     recovered = "no" if result.recovered_after is None else f"{result.recovered_after:.2f}"
+    gap = "-" if result.max_tick_gap is None else f"{1000 * result.max_tick_gap:.0f}"
+    ticks = f"{result.ticks} ({result.expected_ticks:.0f}), {gap}"
     notes = "; ".join([*(f"crashed: {c}" for c in result.crashes), *result.findings, *result.notes])
     print(
-        f"| {result.name} | {result.bad_inputs} | {recovered} / {result.deadline:g} | {len(result.crashes)} | "
-        f"{result.unsafe} | {'pass' if result.passed else 'FAIL'} | {notes} |",
+        f"| {result.name} | {result.bad_inputs} | {recovered} / {result.deadline:g} | {ticks} | "
+        f"{len(result.crashes)} | {result.unsafe} | {'pass' if result.passed else 'FAIL'} | {notes} |",
         flush=True,
     )
     return result
@@ -795,6 +839,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=RECOVERY,
         help=f"seconds after a fault within which the graph must recover (default {RECOVERY:g}, the goal)",
+    )
+    parser.add_argument(
+        "--max-tick-gap",
+        type=float,
+        default=MAX_TICK_GAP,
+        help=f"longest gap (s) between two executor ticks during a fault (default {MAX_TICK_GAP:g}, the goal)",
     )
     args = parser.parse_args(argv)
     expert_cases = [
@@ -818,20 +868,23 @@ def main(argv: list[str] | None = None) -> int:
         smolvla_cases = [c for c in smolvla_cases if args.only in c.name]
     results: list[CaseResult] = []
     audits: list[CommandAudit] = []
-    print("| case | bad inputs | recovered after / deadline [s] | crashes | unsafe commands | result | notes |")
-    print("|---|---|---|---|---|---|---|", flush=True)
+    print(
+        "| case | bad inputs | recovered after / deadline [s] | control ticks during the fault, at least 1 s "
+        "(expected), longest gap [ms] | crashes | unsafe commands | result | notes |"
+    )
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory(prefix="smolvla-chaos-") as scratch:
         log_dir = _mkdir(args.log_dir or Path(scratch))
         if expert_cases:
             with graph("expert", _mkdir(log_dir / "expert"), None) as (observer, processes):
-                results += [_row(run_case(case, observer, processes)) for case in expert_cases]
+                results += [_row(run_case(case, observer, processes, args.max_tick_gap)) for case in expert_cases]
                 audits.append(observer.audit)
         if smolvla_cases:
             from smolvla.policy import make_tiny_checkpoint
 
             checkpoint = make_tiny_checkpoint(Path(scratch) / "tiny", n_cameras=2, chunk_size=CHUNK)
             with graph("smolvla", _mkdir(log_dir / "smolvla"), checkpoint) as (observer, processes):
-                results += [_row(run_case(case, observer, processes)) for case in smolvla_cases]
+                results += [_row(run_case(case, observer, processes, args.max_tick_gap)) for case in smolvla_cases]
                 audits.append(observer.audit)
         if not args.quick and (not args.only or args.only in "process: launcher SIGINT"):
             results.append(_row(launcher_sigint_case(log_dir)))

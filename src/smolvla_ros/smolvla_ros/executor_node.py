@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -49,6 +50,7 @@ FLOOD_DEPTH = 100
 # Parameters that take one number for every joint or a list with one per joint.
 PER_JOINT = ("max_velocity", "max_acceleration", "gate_max_jump")
 OUTPUTS = ("position", "trajectory")
+MAX_STOP_TIME = 1.0  # seconds: the longest a deliberate stop brakes before it holds where braking got to
 
 # Defaults: the SO-100/SO-101 joints and position limits in radians (the simulated arm's ranges).
 JOINTS = list(SO100_JOINT_NAMES)
@@ -238,13 +240,26 @@ class ExecutorNode(LifecycleNode):
     def _hold(self, why: str) -> None:
         with self._control_lock:
             self._active = False
-            last = self._safety.last_command
             discarded = self._queue.clear()
-            if last is not None:
-                self._publish_command(last)
-        held = "no command was sent yet" if last is None else f"holding at {np.round(last, 3).tolist()}"
-        self.get_logger().info(f"{why}: stopped commanding motion, {held} ({discarded} queued actions discarded)")
+            stop = self._safety.stop(round(MAX_STOP_TIME / self._period))
+        self._publish_stop(stop)
+        held = "no command was sent yet" if not len(stop) else f"holding at {np.round(stop[-1], 3).tolist()}"
+        braked = f" after braking for {len(stop) - 1} tick{'s' if len(stop) > 2 else ''}" if len(stop) > 1 else ""
+        self.get_logger().info(
+            f"{why}: stopped commanding motion{braked}, {held} ({discarded} queued actions discarded)"
+        )
         self._publish_status()
+
+    def _publish_stop(self, points: np.ndarray) -> None:
+        # A deliberate stop brakes within the acceleration limit like any other command; the transition waits the
+        # few ticks that takes (at most MAX_STOP_TIME), so that a shutdown cannot cut the stop short.
+        if self._stream is not None and len(points):
+            self._publish_trajectory(points)
+            return
+        for k, positions in enumerate(points):
+            if k:
+                time.sleep(self._period)
+            self._publish_command(positions)
 
     def _destroy_entities(self) -> None:
         for destroy, entity in self._entities:

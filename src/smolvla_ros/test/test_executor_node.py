@@ -325,6 +325,30 @@ def test_bad_chunks_are_rejected_clamping_is_counted_and_deactivation_holds(ros,
     assert "deactivated: stopped commanding motion, holding at" in processes.logs()
 
 
+def test_deactivation_mid_motion_brakes_within_the_acceleration_limit(ros, processes):
+    executor = start_executor(processes, max_acceleration=30.0, mode="continuous")
+    peer = RobotAndPolicy(ros)
+
+    def fast_ramp(request: ChunkRequest) -> ActionChunk:  # 0.04 rad per tick: 1.2 rad/s on the first joint
+        actions = np.tile(Q0, (N, 1))
+        actions[:, 0] += 0.04 * (request.observation_tick + 1 + np.arange(N))
+        return peer.make_chunk(request, actions)
+
+    peer.answer = fast_ramp
+    ros.wait_for(lambda: peer.commands and peer.commands[-1][1][0] > Q0[0] + 0.3, 30.0, "the arm at speed")
+    deactivate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    assert ros.call(peer.lifecycle, deactivate).success
+    ros.spin_for(0.5)
+    first_joint = np.array([c[0] for _, c in peer.commands])
+    steps = np.diff(first_joint)
+    assert steps[-4] > 0.03 and steps[-1] == 0.0  # at speed a few ticks before the end, at rest at the end
+    max_step_change = np.array([30.0] * 6) / RATE**2
+    assert_safe_commands(peer.commands, MAX_STEP, max_step_change)  # the stop included: no velocity step
+    assert processes.stop(executor) == 0
+    # 0.04 rad per tick, then 0.0067 (0.0333 less, the acceleration limit), then at rest
+    assert "deactivated: stopped commanding motion after braking for 1 tick, holding at" in processes.logs()
+
+
 def test_trajectory_output_streams_chunks_into_a_joint_trajectory_controller(ros, processes):
     executor = start_executor(processes, output="trajectory", mode="async", threshold=0.5)
     peer = RobotAndPolicy(ros)

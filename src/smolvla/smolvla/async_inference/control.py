@@ -91,7 +91,8 @@ class ControlTick:
         0 otherwise (also after the wait for the very first state, which is no outage).
     fault: why the fresh joint state was not acted on ("" when it was): outside the joint limits, or, after held
         ticks, too far from the held command (see ControlLoop).
-    fault_kind: "limits" or "resume" for those two faults, "" without a fault.
+    fault_kind: which fault at which joints ("limits: gripper", "resume: shoulder_pan"), "" without a fault: a log
+        can limit its lines per kind and still report a new fault at once.
     """
 
     command: np.ndarray | None
@@ -168,7 +169,8 @@ class ControlLoop:
             self._interrupted = self._interrupted or self.safety.last_command is not None
             return ControlTick(self.safety.brake(), None, state, None, 0)
         fault = self.safety.state_fault(state.positions)
-        kind = "limits" if fault else ""
+        outside = [self.safety.joint_names[i] for i in self.safety.joints_outside(state.positions)]
+        kind = f"limits: {', '.join(outside)}" if fault else ""
         held = self.safety.last_command
         if not fault and self._interrupted and held is not None and self._last_seen is not None:
             # Where the arm was last seen acting, or where it was held: a gripper squeezing an object or a joint
@@ -176,7 +178,7 @@ class ControlLoop:
             error = np.minimum(np.abs(state.positions - self._last_seen), np.abs(state.positions - held))
             if np.any(error > self.resume_tolerance):
                 joint = int(np.argmax(error))
-                kind = "resume"
+                kind = f"resume: {self.safety.joint_names[joint]}"
                 fault = (
                     f"after held ticks the arm is {error[joint]:.3f} rad from where it was last seen and from the "
                     f"held command at {self.safety.joint_names[joint]} (resume_tolerance {self.resume_tolerance:g} "

@@ -154,16 +154,22 @@ class CommandSafety:
             )
         return ordered
 
+    def joints_outside(self, measured: np.ndarray) -> list[int]:
+        """Indices of the joints of a measured state outside their limits by more than the tolerance."""
+        measured = np.asarray(measured, dtype=np.float64)
+        outside = (measured < self.lower - self.limit_tolerance) | (measured > self.upper + self.limit_tolerance)
+        return [int(i) for i in np.flatnonzero(outside)]
+
     def state_fault(self, measured: np.ndarray) -> str:
         """Why the measured joint state must not be acted on ("" when it may): a joint outside its limits by more
         than the tolerance (a spoofed or corrupt state, a wrong calibration, or limits that do not fit the arm)."""
         measured = np.asarray(measured, dtype=np.float64)
-        outside = (measured < self.lower - self.limit_tolerance) | (measured > self.upper + self.limit_tolerance)
-        if not np.any(outside):
+        outside = self.joints_outside(measured)
+        if not outside:
             return ""
         joints = ", ".join(
             f"{self.joint_names[i]} {measured[i]:.3f} not in [{self.lower[i]:.3f}, {self.upper[i]:.3f}]"
-            for i in np.flatnonzero(outside)
+            for i in outside
         )
         return f"joint state outside the joint limits (tolerance {self.limit_tolerance:g} rad): {joints}"
 
@@ -209,6 +215,20 @@ class CommandSafety:
         None before the first command (nothing may be sent without a state to start from)."""
         with self._lock:
             return None if self._last is None else self._advance(None)
+
+    def stop(self, max_ticks: int) -> np.ndarray:
+        """The commands that bring the arm to rest within the acceleration limit, one per tick (m, n_joints), for a
+        deliberate stop (deactivation, shutdown). The last one repeats the one before it (at rest), unless braking
+        needs more than max_ticks ticks: then the motion ends where the max_ticks-th command left it. Empty before
+        the first command; the last command again when already at rest."""
+        with self._lock:
+            if self._last is None:
+                return np.empty((0, len(self.joint_names)))
+            points = [self._advance(None)]
+            while np.any(self._step != 0.0) and len(points) < max_ticks:
+                points.append(self._advance(None))
+            self._step = np.zeros_like(self._step)
+            return np.array(points)
 
     def _advance(self, action: np.ndarray | None) -> np.ndarray:
         # Per joint: the step this tick lies within the velocity limit, within the acceleration limit of the

@@ -607,9 +607,7 @@ class SmolVLAModel(nn.Module):
         cache = self.build_cache(prefix) if use_cache else None
         if guidance is None:
             if cache is None:
-                return self.integrate(
-                    lambda x, t: self.forward_velocity(prefix, x, t), noise, padded_dims=padded_dims
-                )
+                return self.integrate(lambda x, t: self.forward_velocity(prefix, x, t), noise, padded_dims=padded_dims)
             return self.integrate(lambda x, t: self.cached_velocity(cache, x, t), noise, padded_dims=padded_dims)
         with torch.inference_mode(False), torch.no_grad():
             if cache is None:

@@ -187,7 +187,7 @@ def test_a_state_far_from_the_held_command_after_an_outage_is_a_fault_until_the_
         tick = loop.step(1.1 + i * DT)
         assert tick.held_without_state and tick.request is None
         assert "0.300 rad from where it was last seen and from the held command at a" in tick.fault
-        assert tick.fault_kind == "resume"
+        assert tick.fault_kind == "resume: a"
         np.testing.assert_array_equal(tick.command, held)  # never the spoofed state, never a jump
     assert loop.joint_state_faults == 3 and loop.queue.status().queue_length == queued
     loop.update_joint_state(Q0 + [0.02, 0.0], 1.5)  # the real arm is back near the held command
@@ -220,7 +220,7 @@ def test_a_joint_state_outside_the_limits_is_a_fault_never_commanded():
     loop.update_joint_state(np.array([3.0, 0.0]), 0.0)  # before the first command: nothing at all is sent
     tick = loop.step(0.0)
     assert tick.command is None and tick.request is None and "a 3.000 not in [-1.000, 1.000]" in tick.fault
-    assert tick.fault_kind == "limits"
+    assert tick.fault_kind == "limits: a"
     loop.update_joint_state(Q0, 0.1)
     first = loop.step(0.1)
     np.testing.assert_array_equal(first.command, Q0)

@@ -99,6 +99,22 @@ def test_hold_brakes_to_a_stop_and_never_sends_zeros():
     np.testing.assert_array_equal(safety.command(None, np.full(3, -0.5)).positions, np.full(3, -0.5))
 
 
+def test_a_deliberate_stop_brakes_within_the_acceleration_limit():
+    safety = make_safety(max_step=0.1, max_step_change=0.02)
+    assert safety.stop(10).shape == (0, 3)  # nothing commanded yet: nothing to stop
+    commands = [safety.command(None, np.zeros(3)).positions]
+    commands += [safety.command(np.array([0.9, -0.9, 0.0]), np.zeros(3)).positions for _ in range(6)]
+    stop = safety.stop(100)
+    assert_safe(safety, np.vstack([commands, stop]))
+    steps = np.diff(np.vstack([commands[-1], stop])[:, 0])
+    assert steps[0] > 0.05 and steps[-1] == 0.0  # from speed to rest
+    np.testing.assert_allclose(np.diff(steps), -0.02)  # as hard as allowed, no harder: the shortest safe stop
+    np.testing.assert_allclose(safety.stop(100), stop[-1:])  # at rest: the last command again
+    safety.command(np.array([0.9, -0.9, 0.0]), np.zeros(3))
+    safety.command(np.array([0.9, -0.9, 0.0]), np.zeros(3))
+    assert len(safety.stop(1)) == 1  # bounded: a stop longer than max_ticks ends where the last tick left it
+
+
 def test_every_command_is_safe_whatever_the_actions():
     rng = np.random.default_rng(7)
     for trial in range(20):
