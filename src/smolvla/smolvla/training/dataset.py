@@ -54,10 +54,12 @@ MIN_STD = 1e-3
 class Episode:
     """One recorded episode on the frame grid.
 
-    times (K,) int64 ns, the frames' capture times (their commands' stamps); images: per camera the decoded
-    frames used (M_c, H, W, 3) uint8, image_index (K, C) the one each frame shows, image_stamps (K, C) its stamp;
-    state (K, D) the joint state of frame k and actions (K, A) the command of the tick after frame k (the first
-    action of the chunk frame k's observation yields), float32, joint-name order.
+    path: the bag, or the LeRobotDataset (`smolvla.training.lerobot_dataset`) with `episode_index` its episode's
+    index there. times (K,) int64 ns, the frames' capture times (their commands' stamps; a dataset's timestamps);
+    images: per camera the decoded frames used (M_c, H, W, 3) uint8, image_index (K, C) the one each frame shows,
+    image_stamps (K, C) its stamp; state (K, D) the joint state of frame k and actions (K, A) the command of the
+    tick after frame k (the first action of the chunk frame k's observation yields; a dataset's `action` of frame
+    k), float32, joint-name order.
     """
 
     path: Path
@@ -68,6 +70,7 @@ class Episode:
     image_stamps: np.ndarray
     state: np.ndarray
     actions: np.ndarray
+    episode_index: int | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -287,7 +290,18 @@ def write_statistics(
         "state": {"mean": normalizer.state_mean.tolist(), "std": normalizer.state_std.tolist()},
         "action": {"mean": normalizer.action_mean.tolist(), "std": normalizer.action_std.tolist()},
         "frames": sum(len(episode) for episode in episodes),
-        "episodes": [{"bag": str(episode.path), "frames": len(episode), "task": episode.task} for episode in episodes],
+        "episodes": [_describe(episode) for episode in episodes],
     }
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
+
+
+def _describe(episode: Episode) -> dict:
+    if episode.episode_index is None:
+        return {"bag": str(episode.path), "frames": len(episode), "task": episode.task}
+    return {
+        "dataset": str(episode.path),
+        "episode_index": episode.episode_index,
+        "frames": len(episode),
+        "task": episode.task,
+    }
