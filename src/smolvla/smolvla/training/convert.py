@@ -18,8 +18,7 @@ from pathlib import Path
 
 from ..camera_mapping import MASKED, short_name, split_entry
 from ..robot_interface import RobotInterface
-from .bags import DEFAULT_ACTION_TOPIC, DEFAULT_JOINT_NAMES, DEFAULT_JOINT_STATE_TOPIC, BagError, Topics
-from .cli import find_bags
+from .bags import DEFAULT_ACTION_TOPIC, DEFAULT_JOINT_NAMES, DEFAULT_JOINT_STATE_TOPIC, BagError, Topics, find_bags
 from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, Episode, load_episode
 from .lerobot_writer import write_dataset
 from .video import CODECS

@@ -244,7 +244,7 @@ def write_dataset(
                 }
                 for c, camera in enumerate(cameras):
                     writer = writers[c]
-                    if writer is not None and writer.path.stat().st_size >= VIDEO_FILE_MB * 1024**2:
+                    if writer is not None and writer.bytes >= VIDEO_FILE_MB * 1024**2:
                         writer.close()
                         writer = None
                         video_files[c] += 1

@@ -124,6 +124,8 @@ class VideoWriter:
         self.fps = fps
         self.shape = (height, width, 3)
         self.frames = 0
+        #: Bytes of encoded video muxed so far (the encoder holds some frames back until it is flushed).
+        self.bytes = 0
         self._container = av.open(str(self.path), "w")
         try:
             self._stream = self._container.add_stream(spec.encoder, rate=fps, options=dict(spec.options))
@@ -138,17 +140,20 @@ class VideoWriter:
             raise ValueError(f"{self.path}: frame of shape {frame.shape} {frame.dtype}, expected {self.shape} uint8")
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         video_frame.pts = self.frames  # in the encoder's time base, 1 / fps
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(video_frame))
         self.frames += 1
+
+    def _mux(self, packets: list) -> None:
+        for packet in packets:
+            self.bytes += packet.size
+            self._container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder and close the file."""
         if self._container is None:
             return
         try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
+            self._mux(self._stream.encode())
         finally:
             self._container.close()
             self._container = None

@@ -99,3 +99,18 @@ def test_convert_refuses_what_it_cannot_write(bags, tmp_path, capsys):
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert main([str(bags / "episode_0"), "--output", str(bags / "episode_0" / "v3"), "--cameras", *CAMERAS]) == 2
     assert "bags are never written to" in capsys.readouterr().err
+
+
+def test_episodes_past_the_video_file_size_start_new_files(bags, tmp_path, monkeypatch):
+    """LeRobot's layout: a video file that reached video_files_size_in_mb takes no further episode; the reader
+    follows the file indices."""
+    import smolvla.training.lerobot_writer as writer
+
+    monkeypatch.setattr(writer, "VIDEO_FILE_MB", 0)
+    dataset = _convert(bags, tmp_path / "v3", "lossless")
+    assert [entry.videos["observation.images.front"].file_index for entry in dataset.episodes.values()] == [0, 1]
+    assert dataset.episodes[1].videos["observation.images.front"].from_timestamp == 0.0
+    bag = load_episode(bags / "episode_1", Topics(cameras=(FRONT, WRIST)), task=TASK)
+    episode = dataset.episode(1, SO100_JOINT_NAMES)
+    for c in range(2):
+        np.testing.assert_array_equal(episode.images[c], bag.images[c][bag.image_index[:, c]])
