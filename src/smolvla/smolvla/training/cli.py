@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..policy import SmolVLAPolicy
 from ..policy.scratch import compact_config, compact_policy
 from ..robot_interface import UNIT_PRESETS, RobotInterface
 from .bags import DEFAULT_ACTION_TOPIC, DEFAULT_JOINT_NAMES, DEFAULT_JOINT_STATE_TOPIC, BagError
-from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, EpisodeDataset, dataset_statistics, write_statistics
+from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, Episode, EpisodeDataset, dataset_statistics, write_statistics
 from .lerobot_dataset import DatasetError
 from .sources import DataOptions, find_sources, load_training_data
 from .trainer import TrainConfig, check_policy_matches, train
@@ -32,6 +33,20 @@ log = logging.getLogger("smolvla-train")
 
 STATISTICS_FILE = "dataset_stats.json"
 RUN_FILE = "train_config.json"
+#: The resized frames of the run (`EpisodeDataset`'s frame cache), inside the output while training, then removed.
+FRAME_CACHE = "frame_cache"
+
+
+def _one_then_rest(first: list[Episode], rest: Iterator[Episode]) -> Iterator[Episode]:
+    """first[0], then rest; the list gives its episode up, so that nothing keeps its images once it is stored."""
+    yield first.pop()
+    yield from rest
+
+
+def _remove_cache(output: Path, created: bool) -> None:
+    shutil.rmtree(output / FRAME_CACHE, ignore_errors=True)
+    if created and not any(output.iterdir()):
+        output.rmdir()
 
 
 def _check_output(output: Path, sources: Sequence[Path]) -> None:
@@ -170,12 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_training_data(bags, datasets, options, policy.camera_names if policy else None, check)
         log.info("cameras: %s", data.cameras.describe())
         episodes = data.episodes
-        if not 0 <= args.val_episodes < len(episodes):
-            raise ValueError(
-                f"--val-episodes must leave at least one of the {len(episodes)} usable episodes for training"
-            )
+        # Held in a list that gives it up when the dataset takes it: one episode's images in memory at a time.
+        first = [next(episodes, None)]
+        if first[0] is None:
+            raise ValueError("no usable episode")
         if policy is None:
-            shapes = tuple((3, *frames.shape[1:3]) for frames in episodes[0].images)
+            shapes = tuple((3, *frames.shape[1:3]) for frames in first[0].images)
             scratch = compact_config(
                 shapes,
                 state_dim=len(data.joint_names),
@@ -185,21 +200,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             policy = compact_policy(scratch, device=args.device, seed=args.seed)
             log.info("from scratch: compact SmolVLA, %d parameters", sum(p.numel() for p in policy.model.parameters()))
-        split = len(episodes) - args.val_episodes
-        parts = [
-            EpisodeDataset(
-                part,
+        created = not args.output.exists()
+        args.output.mkdir(parents=True, exist_ok=True)
+        try:
+            everything = EpisodeDataset(
+                _one_then_rest(first, episodes),
                 chunk_size=policy.chunk_size,
                 n_slots=len(policy.camera_names),
                 image_size=policy.config.resize_imgs_with_padding,
                 camera_slots=data.cameras.slots,
+                frame_cache=args.output / FRAME_CACHE,
             )
-            if part
-            else None
-            for part in (episodes[:split], episodes[split:])
-        ]
-        dataset, validation = parts
+        except BaseException:
+            _remove_cache(args.output, created)
+            raise
+        count = len(everything.episodes)
+        if not 0 <= args.val_episodes < count:
+            _remove_cache(args.output, created)
+            raise ValueError(f"--val-episodes must leave at least one of the {count} usable episodes for training")
+        split = count - args.val_episodes
+        dataset = everything.subset(range(split))
+        validation = everything.subset(range(split, count)) if args.val_episodes else None
         if len(dataset) < config.batch_size:
+            _remove_cache(args.output, created)
             raise ValueError(f"{len(dataset)} training frames in all, fewer than one batch of {config.batch_size}")
         # What the new checkpoint expects, whatever the one it starts from did: the data's joints and units at the
         # frames sampled here.
@@ -211,9 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     policy.robot_interface = interface
     # The model predicts in the statistics' normalised space: they must be this data's, not the checkpoint's.
-    policy.normalizer = dataset_statistics(episodes[:split])
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_statistics(args.output / STATISTICS_FILE, policy.normalizer, episodes[:split], data.joint_names)
+    policy.normalizer = dataset_statistics(everything.episodes[:split])
+    write_statistics(args.output / STATISTICS_FILE, policy.normalizer, everything.episodes[:split], data.joint_names)
     run = {
         "command": ["smolvla-train", *argv],
         "checkpoint": args.checkpoint or "from scratch (smolvla.policy.scratch.compact_config)",
@@ -228,7 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": {**vars(config), "betas": list(config.betas), "warmup_used": config.warmup},
     }
     (args.output / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-    last = train(policy, dataset, config, args.output, validation, progress=not args.no_progress)
+    try:
+        last = train(policy, dataset, config, args.output, validation, progress=not args.no_progress)
+    finally:
+        _remove_cache(args.output, created=False)
     log.info("done: run it with checkpoint:=%s", last.absolute())
     return 0
 

@@ -18,7 +18,7 @@ One run reads one kind of source: bags and datasets differ in camera naming and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +56,11 @@ class DataOptions:
 @dataclass
 class TrainingData:
     """The episodes of a run and what they mean: `cameras` maps the model's camera features to bag topics or dataset
-    camera features; joints in `joint_names` order and `joint_units`, one frame per 1 / `fps` s. labels: where each
-    episode came from; inputs: the sources' settings, for the run's record."""
+    camera features; joints in `joint_names` order and `joint_units`, one frame per 1 / `fps` s. episodes: read one
+    at a time as they are iterated (once); labels: where each episode read so far came from; inputs: the sources'
+    settings, for the run's record."""
 
-    episodes: list[Episode]
+    episodes: Iterator[Episode]
     labels: list[str]
     cameras: CameraMapping
     joint_names: tuple[str, ...]
@@ -132,18 +133,21 @@ def _from_bags(
     topics = Topics(cameras.streams, options.joint_state_topic, options.action_topic, options.joint_names)
     if check:
         check(len(topics.cameras), len(topics.joint_names))
-    episodes, labels = [], []
-    for bag in bags:
-        try:
-            episode = load_episode(bag, topics, task=options.task, fps=fps, max_age=options.max_age)
-        except BagError as error:
-            if not options.skip_unusable:
-                raise
-            log.warning("left out: %s", error)
-            continue
-        log.info("%s: %d frames (%.1f s), task %r", bag, len(episode), len(episode) / fps, episode.task)
-        episodes.append(episode)
-        labels.append(str(bag))
+    labels: list[str] = []
+
+    def episodes() -> Iterator[Episode]:
+        for bag in bags:
+            try:
+                episode = load_episode(bag, topics, task=options.task, fps=fps, max_age=options.max_age)
+            except BagError as error:
+                if not options.skip_unusable:
+                    raise
+                log.warning("left out: %s", error)
+                continue
+            log.info("%s: %d frames (%.1f s), task %r", bag, len(episode), len(episode) / fps, episode.task)
+            labels.append(str(bag))
+            yield episode
+
     inputs = {
         "topics": {
             "cameras": dict(zip(cameras.features, cameras.topics, strict=True)),
@@ -152,7 +156,7 @@ def _from_bags(
         },
         "max_age": options.max_age,
     }
-    return TrainingData(episodes, labels, cameras, topics.joint_names, units, fps, inputs)
+    return TrainingData(episodes(), labels, cameras, topics.joint_names, units, fps, inputs)
 
 
 def _dataset_camera(name: str, dataset: LeRobotDataset) -> str:
@@ -222,19 +226,22 @@ def _from_datasets(
     keys = [tuple(_dataset_camera(name, dataset) for name in cameras.streams) for dataset in datasets]
     if check:
         check(len(cameras.streams), len(joints))
-    episodes, labels = [], []
-    for dataset, dataset_keys in zip(datasets, keys, strict=True):
-        for index in dataset.episodes:
-            try:
-                episode = dataset.episode(index, joints, dataset_keys)
-            except DatasetError as error:
-                if not options.skip_unusable:
-                    raise
-                log.warning("left out: %s", error)
-                continue
-            log.info("%s episode %d: %d frames, task %r", dataset.root, index, len(episode), episode.task)
-            episodes.append(episode)
-            labels.append(f"{dataset.root}#{index}")
+    labels: list[str] = []
+
+    def episodes() -> Iterator[Episode]:
+        for dataset, dataset_keys in zip(datasets, keys, strict=True):
+            for index in dataset.episodes:
+                try:
+                    episode = dataset.episode(index, joints, dataset_keys)
+                except DatasetError as error:
+                    if not options.skip_unusable:
+                        raise
+                    log.warning("left out: %s", error)
+                    continue
+                log.info("%s episode %d: %d frames, task %r", dataset.root, index, len(episode), episode.task)
+                labels.append(f"{dataset.root}#{index}")
+                yield episode
+
     resolved = dict(zip(cameras.streams, keys[0], strict=True))
     inputs = {
         "datasets": [str(dataset.root) for dataset in datasets],
@@ -243,4 +250,4 @@ def _from_datasets(
             for feature, name in zip(cameras.features, cameras.topics, strict=True)
         },
     }
-    return TrainingData(episodes, labels, cameras, joints, units.pop(), fps, inputs)
+    return TrainingData(episodes(), labels, cameras, joints, units.pop(), fps, inputs)
