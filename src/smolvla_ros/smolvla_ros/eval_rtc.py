@@ -4,11 +4,11 @@ The graph of `smolvla_eval_policy` (simulated SO-101, SmolVLA policy node with t
 --checkpoint, executor async) is started once per added policy latency (--latencies, default 0.1 0.3 0.6 s). For
 each executor aggregation (--aggregations: rtc, weighted_average, latest_only; set while the graph runs, as `ros2
 param set` would) the same held-out seeds are played as in `smolvla_eval_policy`, and the executor's tick log
-(/smolvla/executor_ticks) and status give, per aggregation and latency (smolvla.async_inference.smoothness):
-success rate and completion time, the mean and maximum seam jump (how far each arriving chunk moved the next
-command, before the command limits), the RMS jerk of the commanded trajectory, chunks, late rtc chunks and the
-median chunk latency. Printed: a line per episode, a table, one JSON line at the end; --plot writes the commanded
-trajectories around seams for each aggregation and latency (PNG).
+(/smolvla/executor_ticks) and status give, per aggregation and latency (smolvla.async_inference.smoothness): success
+rate and completion time, the mean and maximum seam jump (how far each arriving chunk moved the next command, before
+the command limits), the RMS jerk of the commanded trajectory (arm joints; the gripper on its own), chunks, late rtc
+chunks and the median chunk latency. Printed: a line per episode, a table, one JSON line at the end; --plot writes
+the commanded trajectories around seams for each aggregation and latency (PNG).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession, StatusSample, TickCommand
 
 AGGREGATIONS = ("rtc", "weighted_average", "latest_only")
+GRIPPER = "gripper"
 #: Ticks shown before and after each seam in the plot, and seams shown per panel.
 PLOT_BEFORE, PLOT_AFTER, PLOT_SEAMS = 10, 20, 8
 
@@ -60,6 +61,12 @@ class Trial:
     segments: list[np.ndarray] = field(default_factory=list)  # commands per episode (ticks, joints)
     seams: list[list[int]] = field(default_factory=list)  # seam ticks per episode, indices into its segment
     statuses: list[list[StatusSample]] = field(default_factory=list)  # per episode, from the one before its start
+    joint_names: tuple[str, ...] = ()  # of the tick log's commands
+
+    @property
+    def arm_joints(self) -> list[int]:
+        """Columns of the arm joints: all but the gripper, whose open/close command may move 3x faster."""
+        return [i for i, name in enumerate(self.joint_names) if name != GRIPPER]
 
     def record(self, episode: Episode, ticks: list[TickCommand], statuses: list[StatusSample]) -> None:
         """Keep what the executor logged while the episode ran."""
@@ -68,6 +75,7 @@ class Trial:
         first = next((i for i, s in enumerate(window) if s.stamp >= episode.wall_start), len(window))
         window = window[max(0, first - 1) :]
         self.episodes.append(episode)
+        self.joint_names = inside[0].names if inside else self.joint_names
         self.segments.append(np.array([t.positions for t in inside]).reshape(len(inside), -1))
         self.seams.append(seam_ticks([t.stamp for t in inside], [_point(s) for s in window]))
         self.statuses.append(window)
@@ -88,7 +96,10 @@ class Trial:
             "seams": seams,
             "seam_jump_mean_rad": round(jump_mean, 4),
             "seam_jump_max_rad": round(max((j.max for j in per_episode), default=0.0), 4),
-            "rms_jerk_rad_s3": round(rms_jerk(self.segments, period), 1),
+            "rms_jerk_arm_rad_s3": round(rms_jerk(self.segments, period, self.arm_joints), 1),
+            "rms_jerk_gripper_rad_s3": round(rms_jerk(self.segments, period, [self.joint_names.index(GRIPPER)]), 1)
+            if GRIPPER in self.joint_names
+            else None,
             "chunks": sum(_increase(w, "chunks_received") for w in self.statuses),
             "chunks_late": sum(_increase(w, "chunks_late") for w in self.statuses),
             "median_chunk_latency_s": round(statistics.median(latencies), 3) if latencies else None,
@@ -125,7 +136,7 @@ def _run_latency(args: argparse.Namespace, checkpoint: str, latency: float, log)
     return trials
 
 
-def _plot(trials: list[Trial], path: Path, joint_names: list[str]) -> None:
+def _plot(trials: list[Trial], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,21 +150,23 @@ def _plot(trials: list[Trial], path: Path, joint_names: list[str]) -> None:
     x = np.arange(-PLOT_BEFORE, PLOT_AFTER + 1)
     for trial in trials:
         ax = axes[latencies.index(trial.latency)][aggregations.index(trial.aggregation)]
-        shown = 0
-        for segment, seams in zip(trial.segments, trial.seams, strict=True):
-            for window in seam_windows(segment, seams, PLOT_BEFORE, PLOT_AFTER):
-                if shown == PLOT_SEAMS:
-                    break
-                # The joint whose command changed most at the seam.
-                joint = int(np.argmax(np.abs(window[PLOT_BEFORE])))
-                ax.plot(x, window[:, joint], lw=1.0, label=joint_names[joint] if joint < len(joint_names) else None)
-                shown += 1
+        arm = trial.arm_joints
+        windows = [
+            w
+            for segment, seams in zip(trial.segments, trial.seams, strict=True)
+            for w in seam_windows(segment, seams, PLOT_BEFORE, PLOT_AFTER)
+        ][:PLOT_SEAMS]
+        for window in windows:
+            # The arm joint whose command changed most over the seam's first 3 ticks.
+            joint = arm[int(np.argmax(np.abs(window[PLOT_BEFORE + 2, arm])))]
+            ax.plot(x, window[:, joint], lw=1.0)
+            ax.annotate(trial.joint_names[joint], (x[-1], window[-1, joint]), fontsize=5)
         ax.axvline(0, color="k", lw=0.6, ls=":")
-        ax.set_title(f"{trial.aggregation}, +{trial.latency:.1f} s ({shown} seams)", fontsize=9)
+        ax.set_title(f"{trial.aggregation}, +{trial.latency:.1f} s ({len(windows)} seams)", fontsize=9)
         ax.set_xlabel("ticks from the seam (first command of the new chunk)", fontsize=7)
         ax.set_ylabel("command - command before seam (rad)", fontsize=7)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Commanded joint (the one that moved most at the seam) around chunk seams", fontsize=10)
+    fig.suptitle("Commanded arm joint (the one that moved most over the seam) around chunk seams", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -163,7 +176,7 @@ def _plot(trials: list[Trial], path: Path, joint_names: list[str]) -> None:
 def _table(rows: list[dict]) -> str:
     lines = [
         "| added latency s | aggregation | success | completion s | seams | seam jump mean / max rad "
-        "| RMS jerk rad/s^3 | chunks (late) | median latency s | idle ticks |",
+        "| RMS jerk arm / gripper rad/s^3 | chunks (late) | median latency s | idle ticks |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -172,7 +185,8 @@ def _table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['added_latency_s']:.1f} | {r['aggregation']} | {r['success_rate']:.0%} of {r['episodes']} | {done} "
             f"| {r['seams']} | {r['seam_jump_mean_rad']:.3f} / {r['seam_jump_max_rad']:.3f} "
-            f"| {r['rms_jerk_rad_s3']:.0f} | {r['chunks']} ({r['chunks_late']}) | {latency} | {r['idle_ticks']} |"
+            f"| {r['rms_jerk_arm_rad_s3']:.0f} / {r['rms_jerk_gripper_rad_s3'] or float('nan'):.0f} "
+            f"| {r['chunks']} ({r['chunks_late']}) | {latency} | {r['idle_ticks']} |"
         )
     return "\n".join(lines)
 
@@ -203,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     print(_table(rows))
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
     if args.plot:
-        _plot(trials, args.plot, list(interface.joint_names))
+        _plot(trials, args.plot)
         print(f"plot: {args.plot}")
     return {
         "checkpoint": checkpoint,

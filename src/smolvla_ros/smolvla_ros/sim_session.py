@@ -62,6 +62,7 @@ class TickCommand:
 
     stamp: float
     positions: tuple[float, ...]
+    names: tuple[str, ...]
 
 
 class SimSession:
@@ -136,7 +137,7 @@ class SimSession:
             self.status.append(sample)
 
     def _on_tick(self, msg: JointState) -> None:
-        command = TickCommand(time_to_seconds(msg.header.stamp), tuple(msg.position))
+        command = TickCommand(time_to_seconds(msg.header.stamp), tuple(msg.position), tuple(msg.name))
         with self._lock:
             self.ticks.append(command)
 

@@ -12,7 +12,7 @@ come from the executor's clock, so they can be matched without trusting arrival 
   over any window exactly, and each seam's own jump where statuses see one seam at a time.
 - RMS jerk. The third difference of consecutive commands divided by dt^3, with dt the control period (not the tick
   stamps: a lock-step simulated arm advances one control period per command, so the jitter of a loaded machine's
-  timer is not part of the motion), pooled over all joints and samples.
+  timer is not part of the motion), pooled over the chosen joints and samples.
 """
 
 from __future__ import annotations
@@ -94,10 +94,11 @@ def jerk(positions: np.ndarray, period: float) -> np.ndarray:
     return np.diff(positions, n=3, axis=0) / period**3
 
 
-def rms_jerk(segments: Sequence[np.ndarray], period: float) -> float:
-    """Root mean square of the jerk over all joints and samples of the contiguous command segments (e.g. one per
-    episode; no difference spans two segments); NaN when no segment has 4 commands."""
-    samples = [jerk(segment, period).ravel() for segment in segments]
+def rms_jerk(segments: Sequence[np.ndarray], period: float, joints: Sequence[int] | None = None) -> float:
+    """Root mean square of the jerk over the joints (column indices; None: all) and samples of the contiguous
+    command segments (e.g. one per episode; no difference spans two segments); NaN when no segment has 4 commands."""
+    columns = slice(None) if joints is None else list(joints)
+    samples = [jerk(segment, period)[:, columns].ravel() for segment in segments]
     pooled = np.concatenate(samples) if samples else np.zeros(0)
     return float(np.sqrt(np.mean(pooled**2))) if pooled.size else math.nan
 

@@ -95,6 +95,7 @@ def test_jerk_of_a_cubic_is_its_third_derivative_and_segments_are_not_joined():
     cubic = np.stack([t**3, -2 * t**3], axis=1)
     np.testing.assert_allclose(jerk(cubic, DT), np.tile([6.0, -12.0], (17, 1)), rtol=1e-6)
     assert rms_jerk([cubic], DT) == pytest.approx(math.sqrt((36 + 144) / 2), rel=1e-6)
+    assert rms_jerk([cubic], DT, joints=[1]) == pytest.approx(12.0, rel=1e-6)
     # A second episode starting elsewhere: no difference spans the two, so the figure does not change.
     assert rms_jerk([cubic, cubic + 5.0], DT) == pytest.approx(rms_jerk([cubic], DT), rel=1e-6)
     assert math.isnan(rms_jerk([cubic[:3]], DT))
