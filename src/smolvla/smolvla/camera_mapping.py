@@ -79,6 +79,12 @@ class CameraMapping:
         )
 
 
+def are_numbered(features: Sequence[str]) -> bool:
+    """True for smolvla_base's numbered camera features (`observation.image`, `observation.image2`, ...), whose
+    order is all that tells them apart."""
+    return all(_NUMBERED.fullmatch(feature) for feature in features)
+
+
 def expected_names(features: Sequence[str]) -> str:
     """The names a checkpoint accepts, for error messages: `front, wrist (observation.images.front, ...)`."""
     return f"{', '.join(map(short_name, features))} ({', '.join(features)})"
@@ -136,7 +142,7 @@ def _by_name(parsed: list[tuple[str | None, str]], features: tuple[str, ...]) ->
 
 
 def _in_order(topics: list[str], features: tuple[str, ...]) -> tuple[str | None, ...]:
-    if not all(_NUMBERED.fullmatch(feature) for feature in features):
+    if not are_numbered(features):
         raise CameraMappingError(
             f"the checkpoint's cameras have names, {expected_names(features)}: map them by name (NAME=TOPIC, "
             f"NAME={MASKED} to leave one out) instead of listing topics in order"

@@ -64,9 +64,10 @@ def internal_to_published(name: str) -> str:
     raise KeyError(name)  # unreachable: the last prefix is empty
 
 
-def resolve_repo(name_or_path: str | Path, patterns: list[str] | None = None) -> Path:
+def resolve_repo(name_or_path: str | Path, patterns: list[str] | None = None, repo_type: str = "model") -> Path:
     """A local directory as is, or a hub repo id downloaded with huggingface_hub (honours HF_HOME, the cache and
-    HF_HUB_OFFLINE; offline, only what is already cached is used)."""
+    HF_HUB_OFFLINE; offline, only what is already cached is used). repo_type: "model" (checkpoints, by default
+    only `_CHECKPOINT_PATTERNS`) or "dataset" (give the patterns)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -75,7 +76,7 @@ def resolve_repo(name_or_path: str | Path, patterns: list[str] | None = None) ->
         raise FileNotFoundError(f"{text!r} is neither an existing directory nor a hub repo id (owner/name)")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id=text, allow_patterns=patterns or _CHECKPOINT_PATTERNS))
+    return Path(snapshot_download(repo_id=text, repo_type=repo_type, allow_patterns=patterns or _CHECKPOINT_PATTERNS))
 
 
 def read_tensor_shapes(files: Iterable[Path]) -> dict[str, tuple[tuple[int, ...], Path]]:

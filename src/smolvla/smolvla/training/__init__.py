@@ -1,11 +1,14 @@
-"""Fine-tuning SmolVLA on rosbag2 episodes recorded from the running system; plain Python, imports no ROS.
+"""Fine-tuning SmolVLA on rosbag2 episodes recorded from the running system or on LeRobotDatasets v3; plain Python,
+imports no ROS.
 
 - `bags`: read one episode (a `ros2 bag record` directory, sqlite3 or mcap) with `rosbags`;
-- `dataset`: align it on a fixed frame grid, action chunks with padding, normalisation statistics;
+- `dataset`: align it on a fixed frame grid (`Episode`), action chunks with padding, normalisation statistics;
+- `lerobot_dataset` / `lerobot_writer`: LeRobotDataset v3 into `Episode`s, and `Episode`s into one; `video`: its mp4s;
+- `sources`: what a run reads (bags or datasets), with camera mapping, joint units and frame rate;
 - `trainer`: SmolVLA's fine-tuning recipe and checkpoints in the published layout;
-- `cli`: the `smolvla-train` command.
+- `cli`, `convert`: the `smolvla-train` and `smolvla-convert` commands.
 
-Needs the `train` extra (`rosbags`). See docs/training.md.
+Needs the `train` extra (`rosbags`, `av`, `pyarrow`). See docs/training.md.
 """
 
 from .bags import BagError, Recording, Topics

@@ -111,6 +111,26 @@ def read_task_file(bag: Path) -> str | None:
     return check.instruction
 
 
+def find_bags(paths: Sequence[str | Path]) -> list[Path]:
+    """Bag directories from the command line: a directory with metadata.yaml is a bag, otherwise its immediate
+    sub-directories that are bags are taken in name order. A path that yields no bag is an error."""
+    bags: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "metadata.yaml").is_file():
+            bags.append(path)
+            continue
+        if not path.is_dir():
+            raise BagError(f"{path}: no such bag directory")
+        found = sorted(child for child in path.iterdir() if (child / "metadata.yaml").is_file())
+        if not found:
+            raise BagError(f"{path}: neither a rosbag2 bag (no metadata.yaml) nor a directory of bags")
+        bags.extend(found)
+    resolved = [bag.resolve() for bag in bags]
+    if len(set(resolved)) != len(resolved):
+        raise BagError("a bag is given more than once")
+    return bags
+
+
 class Recording:
     """One rosbag2 episode opened for reading (a context manager; nothing in the bag is ever written).
 

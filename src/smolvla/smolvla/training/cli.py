@@ -1,10 +1,12 @@
-"""`smolvla-train`: train SmolVLA on rosbag2 episodes recorded from the running system, fine-tuning a checkpoint or
-from scratch (a compact SmolVLA-architecture model, `smolvla.policy.scratch`).
+"""`smolvla-train`: train SmolVLA on rosbag2 episodes recorded from the running system or on a LeRobotDataset v3,
+fine-tuning a checkpoint or from scratch (a compact SmolVLA-architecture model, `smolvla.policy.scratch`).
 
     smolvla-train BAG [BAG ...] --checkpoint lerobot/smolvla_base --output runs/cube --task "pick up the cube"
     smolvla-train episodes/ --from-scratch --output runs/cube --steps 6000 --augment --val-episodes 4
+    smolvla-train someone/so100_cube --checkpoint lerobot/smolvla_base --output runs/hub --joint-units lerobot_degrees
 
-Each BAG is one episode (a `ros2 bag record` directory) or a directory whose sub-directories are episodes.
+Each BAG is one episode (a `ros2 bag record` directory) or a directory whose sub-directories are episodes; a
+directory holding meta/info.json, or a hub dataset id, is a LeRobotDataset (`smolvla.training.sources`).
 See docs/training.md.
 """
 
@@ -13,58 +15,47 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..camera_mapping import map_cameras
 from ..policy import SmolVLAPolicy
-from ..policy.scratch import compact_camera_names, compact_config, compact_policy
-from ..robot_interface import RobotInterface
-from .bags import (
-    DEFAULT_ACTION_TOPIC,
-    DEFAULT_CAMERA_TOPICS,
-    DEFAULT_JOINT_NAMES,
-    DEFAULT_JOINT_STATE_TOPIC,
-    BagError,
-    Topics,
-)
-from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, EpisodeDataset, dataset_statistics, load_episode, write_statistics
+from ..policy.scratch import compact_config, compact_policy
+from ..robot_interface import UNIT_PRESETS, RobotInterface
+from .bags import DEFAULT_ACTION_TOPIC, DEFAULT_JOINT_NAMES, DEFAULT_JOINT_STATE_TOPIC, BagError
+from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, Episode, EpisodeDataset, dataset_statistics, write_statistics
+from .lerobot_dataset import DatasetError
+from .sources import DataOptions, find_sources, load_training_data
 from .trainer import TrainConfig, check_policy_matches, train
 
 log = logging.getLogger("smolvla-train")
 
 STATISTICS_FILE = "dataset_stats.json"
 RUN_FILE = "train_config.json"
+#: The resized frames of the run (`EpisodeDataset`'s frame cache), inside the output while training, then removed.
+FRAME_CACHE = "frame_cache"
 
 
-def find_bags(paths: Sequence[str | Path]) -> list[Path]:
-    """Bag directories from the command line: a directory with metadata.yaml is a bag, otherwise its immediate
-    sub-directories that are bags are taken in name order. A path that yields no bag is an error."""
-    bags: list[Path] = []
-    for path in map(Path, paths):
-        if (path / "metadata.yaml").is_file():
-            bags.append(path)
-            continue
-        if not path.is_dir():
-            raise BagError(f"{path}: no such bag directory")
-        found = sorted(child for child in path.iterdir() if (child / "metadata.yaml").is_file())
-        if not found:
-            raise BagError(f"{path}: neither a rosbag2 bag (no metadata.yaml) nor a directory of bags")
-        bags.extend(found)
-    resolved = [bag.resolve() for bag in bags]
-    if len(set(resolved)) != len(resolved):
-        raise BagError("a bag is given more than once")
-    return bags
+def _one_then_rest(first: list[Episode], rest: Iterator[Episode]) -> Iterator[Episode]:
+    """first[0], then rest; the list gives its episode up, so that nothing keeps its images once it is stored."""
+    yield first.pop()
+    yield from rest
 
 
-def _check_output(output: Path, bags: Sequence[Path]) -> None:
+def _remove_cache(output: Path, created: bool) -> None:
+    shutil.rmtree(output / FRAME_CACHE, ignore_errors=True)
+    if created and not any(output.iterdir()):
+        output.rmdir()
+
+
+def _check_output(output: Path, sources: Sequence[Path]) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"output {output} exists and is not an empty directory; choose a new one")
     target = output.resolve()
-    for bag in bags:
-        if target == bag.resolve() or bag.resolve() in target.parents:
-            raise ValueError(f"output {output} is inside the bag {bag}; bags are never written to")
+    for source in sources:
+        if target == source.resolve() or source.resolve() in target.parents:
+            raise ValueError(f"output {output} is inside {source}; bags and datasets are never written to")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="smolvla-train",
-        description="Fine-tune SmolVLA on rosbag2 episodes (one bag per episode). See docs/training.md.",
+        description="Fine-tune SmolVLA on rosbag2 episodes (one bag per episode) or LeRobotDatasets v3. See "
+        "docs/training.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("bags", nargs="+", help="bag directories, or directories holding bag directories")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        help="bag directories, directories holding bag directories, or LeRobotDatasets v3 (directory or hub id)",
+    )
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--checkpoint", help="checkpoint to start from: hub id or local directory")
     start.add_argument(
@@ -89,10 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--cameras",
         nargs="+",
-        default=list(DEFAULT_CAMERA_TOPICS),
         metavar="NAME=TOPIC",
         help="the checkpoint's cameras by name (front=/camera/front/image_raw, NAME=none to mask one), or topics in "
-        "order for checkpoints with numbered cameras (observation.image, ...); the policy node's camera_topics",
+        "order for checkpoints with numbered cameras (observation.image, ...); the policy node's camera_topics. For "
+        "a LeRobotDataset, NAME=DATASET_CAMERA (front=laptop). Default: the workspace's two camera topics; for a "
+        "dataset, its cameras by the checkpoint's names, or in order",
     )
     data.add_argument("--joint-state-topic", default=DEFAULT_JOINT_STATE_TOPIC, help="sensor_msgs/JointState")
     data.add_argument(
@@ -101,12 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="std_msgs/Float64MultiArray in joint order, or trajectory_msgs/JointTrajectory",
     )
     data.add_argument("--joint-names", nargs="+", default=list(DEFAULT_JOINT_NAMES), help="state and action order")
-    data.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frame rate of the samples (control rate)")
+    data.add_argument(
+        "--fps", type=float, help=f"frame rate of the samples (control rate); default {DEFAULT_FPS:g}, a dataset's own"
+    )
+    data.add_argument(
+        "--joint-units",
+        help=f"units of a LeRobotDataset's joints when it does not say ({', '.join(UNIT_PRESETS)}, or one per joint)",
+    )
     data.add_argument(
         "--max-age", type=float, default=DEFAULT_MAX_AGE, help="oldest input (s) a frame may use; older is an error"
     )
     data.add_argument(
-        "--skip-unusable", action="store_true", help="leave out (and log) bags that cannot be used instead of stopping"
+        "--skip-unusable",
+        action="store_true",
+        help="leave out (and log) bags or dataset episodes that cannot be used instead of stopping",
     )
     scratch = parser.add_argument_group("from scratch")
     scratch.add_argument("--image-size", type=int, default=64, help="square input of the vision tower (pixels)")
@@ -155,96 +160,100 @@ def main(argv: Sequence[str] | None = None) -> int:
             augment=args.augment,
             bf16=args.bf16,
         )
-        bags = find_bags(args.bags)
-        _check_output(args.output, bags)
+        bags, datasets = find_sources(args.sources)
+        _check_output(args.output, [*bags, *(dataset.root for dataset in datasets)])
         policy = None
         if args.checkpoint:
             log.info("loading %s on %s", args.checkpoint, args.device)
             policy = SmolVLAPolicy.from_pretrained(args.checkpoint, device=args.device)
-        # Before reading the bags: a mismatch is found in seconds, not after decoding every image.
-        camera_names = policy.camera_names if policy is not None else compact_camera_names(len(args.cameras))
-        cameras = map_cameras(args.cameras, camera_names)
-        log.info("cameras: %s", cameras.describe())
-        topics = Topics(cameras.streams, args.joint_state_topic, args.action_topic, tuple(args.joint_names))
-        if policy is not None:
-            check_policy_matches(policy, len(topics.cameras), len(topics.joint_names), len(topics.joint_names))
-        episodes, usable = [], []
-        for bag in bags:
-            try:
-                episode = load_episode(bag, topics, task=args.task, fps=args.fps, max_age=args.max_age)
-            except BagError as error:
-                if not args.skip_unusable:
-                    raise
-                log.warning("left out: %s", error)
-                continue
-            log.info("%s: %d frames (%.1f s), task %r", bag, len(episode), len(episode) / args.fps, episode.task)
-            episodes.append(episode)
-            usable.append(bag)
-        bags = usable
-        if not 0 <= args.val_episodes < len(bags):
-            raise ValueError(f"--val-episodes must leave at least one of the {len(bags)} usable bags for training")
+
+        def check(n_cameras: int, n_joints: int) -> None:
+            if policy is not None:
+                check_policy_matches(policy, n_cameras, n_joints, n_joints)
+
+        options = DataOptions(
+            joint_names=tuple(args.joint_names),
+            cameras=tuple(args.cameras) if args.cameras else None,
+            joint_state_topic=args.joint_state_topic,
+            action_topic=args.action_topic,
+            joint_units=args.joint_units,
+            fps=args.fps,
+            max_age=args.max_age,
+            task=args.task,
+            skip_unusable=args.skip_unusable,
+        )
+        data = load_training_data(bags, datasets, options, policy.camera_names if policy else None, check)
+        log.info("cameras: %s", data.cameras.describe())
+        episodes = data.episodes
+        # Held in a list that gives it up when the dataset takes it: one episode's images in memory at a time.
+        first = [next(episodes, None)]
+        if first[0] is None:
+            raise ValueError("no usable episode")
         if policy is None:
-            shapes = tuple((3, *frames.shape[1:3]) for frames in episodes[0].images)
+            shapes = tuple((3, *frames.shape[1:3]) for frames in first[0].images)
             scratch = compact_config(
                 shapes,
-                state_dim=len(topics.joint_names),
-                action_dim=len(topics.joint_names),
+                state_dim=len(data.joint_names),
+                action_dim=len(data.joint_names),
                 chunk_size=args.chunk_size,
                 image_size=args.image_size,
             )
             policy = compact_policy(scratch, device=args.device, seed=args.seed)
             log.info("from scratch: compact SmolVLA, %d parameters", sum(p.numel() for p in policy.model.parameters()))
-        split = len(episodes) - args.val_episodes
-        datasets = [
-            EpisodeDataset(
-                part,
+        created = not args.output.exists()
+        args.output.mkdir(parents=True, exist_ok=True)
+        try:
+            everything = EpisodeDataset(
+                _one_then_rest(first, episodes),
                 chunk_size=policy.chunk_size,
                 n_slots=len(policy.camera_names),
                 image_size=policy.config.resize_imgs_with_padding,
-                camera_slots=cameras.slots,
+                camera_slots=data.cameras.slots,
+                frame_cache=args.output / FRAME_CACHE,
             )
-            if part
-            else None
-            for part in (episodes[:split], episodes[split:])
-        ]
-        dataset, validation = datasets
+        except BaseException:
+            _remove_cache(args.output, created)
+            raise
+        count = len(everything.episodes)
+        if not 0 <= args.val_episodes < count:
+            _remove_cache(args.output, created)
+            raise ValueError(f"--val-episodes must leave at least one of the {count} usable episodes for training")
+        split = count - args.val_episodes
+        dataset = everything.subset(range(split))
+        validation = everything.subset(range(split, count)) if args.val_episodes else None
         if len(dataset) < config.batch_size:
+            _remove_cache(args.output, created)
             raise ValueError(f"{len(dataset)} training frames in all, fewer than one batch of {config.batch_size}")
-        # What the new checkpoint expects, whatever the one it starts from did: the bags hold this workspace's
-        # radians at the frames sampled here.
+        # What the new checkpoint expects, whatever the one it starts from did: the data's joints and units at the
+        # frames sampled here.
         interface = RobotInterface(
-            joint_names=topics.joint_names,
-            joint_units=("radians",) * len(topics.joint_names),
-            fps=args.fps,
-            cameras=policy.camera_names,
+            joint_names=data.joint_names, joint_units=data.joint_units, fps=data.fps, cameras=policy.camera_names
         )
-    except (BagError, ValueError, FileNotFoundError) as error:
+    except (BagError, DatasetError, ValueError, FileNotFoundError) as error:
         print(f"smolvla-train: error: {error}", file=sys.stderr)
         return 2
     policy.robot_interface = interface
     # The model predicts in the statistics' normalised space: they must be this data's, not the checkpoint's.
-    policy.normalizer = dataset_statistics(episodes[:split])
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_statistics(args.output / STATISTICS_FILE, policy.normalizer, episodes[:split], topics.joint_names)
+    policy.normalizer = dataset_statistics(everything.episodes[:split])
+    write_statistics(args.output / STATISTICS_FILE, policy.normalizer, everything.episodes[:split], data.joint_names)
     run = {
         "command": ["smolvla-train", *argv],
         "checkpoint": args.checkpoint or "from scratch (smolvla.policy.scratch.compact_config)",
-        "bags": [str(bag) for bag in bags[:split]],
-        "validation_bags": [str(bag) for bag in bags[split:]],
-        "topics": {
-            "cameras": dict(zip(cameras.features, cameras.topics, strict=True)),
-            "joint_state": topics.joint_state,
-            "action": topics.action,
-        },
-        "joint_names": list(topics.joint_names),
-        "fps": args.fps,
-        "max_age": args.max_age,
+        "episodes": data.labels[:split],
+        "validation_episodes": data.labels[split:],
+        **data.inputs,
+        "joint_names": list(data.joint_names),
+        "joint_units": list(data.joint_units),
+        "fps": data.fps,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "train": {**vars(config), "betas": list(config.betas), "warmup_used": config.warmup},
     }
     (args.output / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-    last = train(policy, dataset, config, args.output, validation, progress=not args.no_progress)
+    try:
+        last = train(policy, dataset, config, args.output, validation, progress=not args.no_progress)
+    finally:
+        _remove_cache(args.output, created=False)
     log.info("done: run it with checkpoint:=%s", last.absolute())
     return 0
 

@@ -284,9 +284,15 @@ def train(
     started = time.monotonic()
     batches = _batches(loader)
     bar = _progress_bar(config.steps, progress)
+    waited = computed = 0.0  # seconds waiting for batches and in optimiser steps since the last log line
     for _ in range(config.steps):
         lr = trainer.scheduler.get_last_lr()[0]
-        loss = trainer.train_step(next(batches))
+        before = time.perf_counter()
+        batch = next(batches)
+        fetched = time.perf_counter()
+        loss = trainer.train_step(batch)
+        waited += fetched - before
+        computed += time.perf_counter() - fetched
         losses.append(loss)
         step = trainer.step
         bar.update(1)
@@ -296,16 +302,21 @@ def train(
             mean = sum(losses) / len(losses)
             history["train"].append((step, mean))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2g}")
+            # Frames per second each side could deliver alone: the smaller one limits training.
+            frames = len(losses) * config.batch_size
             log.info(
-                "step %d/%d loss %.4f lr %.3g (%.2f s/step, %s left)",
+                "step %d/%d loss %.4f lr %.3g (%.2f s/step, %s left; loader %.0f frames/s, model %.0f frames/s)",
                 step,
                 config.steps,
                 mean,
                 lr,
                 elapsed / step,
                 _duration(elapsed / step * (config.steps - step)),
+                frames / max(waited, 1e-9),
+                frames / max(computed, 1e-9),
             )
             losses.clear()
+            waited = computed = 0.0
         if val_loader is not None and (last or (config.val_every and step % config.val_every == 0)):
             val = trainer.validation_loss(val_loader)
             history["validation"].append((step, val))

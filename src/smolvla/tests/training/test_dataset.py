@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,3 +279,52 @@ def test_command_of_the_wrong_length_names_topic_and_message(tmp_path):
     )
     with pytest.raises(BagError, match=rf"{ACTION} message 0 at 0.040 s: command has 6 values, expected one per joint"):
         load_episode(bag, five, task=TASK)
+
+
+def _rss_anon() -> int:
+    """Bytes of the process's anonymous resident memory (its heap: not the page cache of mapped files)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
+
+
+def _synthetic_episode(e: int, frames: int = 40, size: int = 64):
+    from smolvla.training import Episode
+
+    times = np.arange(frames, dtype=np.int64) * 33_333_333
+    images = tuple(np.full((frames, size, size, 3), (7 * e + c) % 256, np.uint8) for c in range(2))
+    index = np.repeat(np.arange(frames)[:, None], 2, axis=1)
+    state = np.full((frames, 6), e, np.float32)
+    return Episode(Path(f"ep{e}"), TASK, times, images, index, np.repeat(times[:, None], 2, 1), state, state + 0.5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_memory_stays_flat_with_the_frame_cache_on_disk(tmp_path):
+    """24 episodes (24 MB of decoded frames, 24 MB resized) read one at a time into a frame cache on disk, then
+    every sample read twice: the process's own memory does not grow with them (the store in memory would hold at
+    least the 24 MB of resized frames)."""
+    import gc
+
+    def build(count, cache):
+        return EpisodeDataset(
+            (_synthetic_episode(e) for e in range(count)),
+            chunk_size=10,
+            n_slots=2,
+            image_size=(64, 64),
+            frame_cache=cache,
+        )
+
+    warm = build(2, tmp_path / "warm-up")  # the first resize and sample allocate torch's own buffers
+    [warm[i] for i in range(len(warm))]
+    gc.collect()
+    before = _rss_anon()
+    dataset = build(24, tmp_path / "cache")
+    for _ in range(2):
+        for i in range(len(dataset)):
+            sample = dataset[i]
+    gc.collect()
+    grown = _rss_anon() - before
+    assert grown < 8e6, f"memory grew by {grown / 1e6:.1f} MB"
+    assert sum(f.stat().st_size for f in (tmp_path / "cache").iterdir()) == 24 * 40 * 2 * 3 * 64 * 64
+    assert all(episode.images == () for episode in dataset.episodes)  # decoded frames are not kept
+    assert float(sample["images"][1, 0, 0, 0]) == pytest.approx((7 * 23 + 1) / 255)  # the last episode's wrist
+    assert float(dataset[40 * 5]["images"][0, 0, 0, 0]) == pytest.approx(35 / 255)  # episode 5's front camera

@@ -150,7 +150,7 @@ def test_smolvla_train_refuses_data_the_checkpoint_cannot_take(bags, tmp_path, c
     assert main([*args[:-2], "/camera/side/image_raw", "--output", str(tmp_path / "c")]) == 2
     assert f"{bags / 'episode_0'}: camera topic /camera/side/image_raw is not in the bag" in capsys.readouterr().err
     assert main([*args[:-1], "--output", str(bags / "episode_0" / "out")]) == 2
-    assert "bags are never written to" in capsys.readouterr().err
+    assert "bags and datasets are never written to" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (bags / "episode_0" / "out").exists()
 
 
@@ -204,3 +204,35 @@ def test_augmentation_shifts_and_jitters_present_cameras_only():
         padded = torch.nn.functional.pad(images[b, 0][None], (2, 2, 2, 2), mode="replicate")[0]
         crops = [padded[:, y : y + 16, x : x + 16] for y in range(5) for x in range(5)]
         assert any(torch.allclose(plain[b, 0], crop, atol=1e-6) for crop in crops)
+
+
+def test_smolvla_train_on_a_lerobot_dataset_records_its_units_and_cameras(tiny_two_cameras, tmp_path, capsys):
+    """A LeRobot SO-100 dataset (degrees, its own camera names) trains through the same sample builder; the
+    checkpoint says which units it was trained in, and which dataset camera fed which slot."""
+    from lerobot_files import CAMERAS, write_v3
+
+    from smolvla.training.lerobot_dataset import LeRobotDataset
+
+    root = write_v3(tmp_path / "so100_cube")
+    args = [str(root), "--checkpoint", str(tiny_two_cameras), "--steps", "1", "--batch-size", "4", "--no-progress"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 2
+    assert "does not say which joint units it holds" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "b"), "--joint-units", "lerobot_degrees", "--fps", "10"]) == 2
+    assert "--fps 10, but" in capsys.readouterr().err
+
+    output = tmp_path / "run"
+    cameras = ["--cameras", "image=phone", "image2=laptop"]
+    assert main([*args, "--output", str(output), "--joint-units", "lerobot_degrees", *cameras]) == 0
+    policy = SmolVLAPolicy.from_pretrained(output / "last")
+    assert policy.robot_interface == RobotInterface(
+        SO100_JOINT_NAMES,
+        ("degrees",) * 5 + ("range_0_100",),
+        30.0,
+        ("observation.image", "observation.image2"),
+    )
+    run = json.loads((output / "train_config.json").read_text())
+    assert run["cameras"] == {"observation.image": CAMERAS[1], "observation.image2": CAMERAS[0]}
+    assert run["episodes"] == [f"{root}#0", f"{root}#1"] and run["joint_units"][0] == "degrees"
+    dataset = LeRobotDataset(root)
+    expected = dataset_statistics([dataset.episode(e, SO100_JOINT_NAMES) for e in (0, 1)])
+    torch.testing.assert_close(policy.normalizer.action_mean, expected.action_mean)
