@@ -48,12 +48,12 @@ class StatusSample:
     queue_length: int
     last_latency: float
     idle_ticks: int
-    stamp: float = 0.0
-    chunks_received: int = 0
-    chunks_late: int = 0
-    seams: int = 0
-    seam_jump_last: float = 0.0
-    seam_jump_mean: float = 0.0
+    stamp: float
+    chunks_received: int
+    chunks_late: int
+    seams: int
+    seam_jump_last: float
+    seam_jump_mean: float
 
 
 @dataclass(frozen=True)
