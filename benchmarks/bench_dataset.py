@@ -67,7 +67,7 @@ def write(root: Path, episodes: int, seconds: float, size: int) -> None:
         )
 
     interface = so100_interface(("observation.images.front", "observation.images.wrist"))
-    write_dataset((episode(e) for e in range(episodes)), root, interface=interface, camera_names=("front", "wrist"))
+    write_dataset((episode(e) for e in range(episodes)), root, interface=interface)
 
 
 def measure(root: Path, mode: str, model: int) -> dict:

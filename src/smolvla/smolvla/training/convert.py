@@ -97,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             episodes(),
             args.output,
             interface=interface,
-            camera_names=names,
             codec=args.video_codec,
             robot_type=args.robot_type,
         )

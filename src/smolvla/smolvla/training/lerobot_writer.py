@@ -156,7 +156,6 @@ def write_dataset(
     output: str | Path,
     *,
     interface: RobotInterface,
-    camera_names: Sequence[str],
     codec: str = "av1",
     robot_type: str | None = None,
 ) -> Path:
@@ -164,9 +163,9 @@ def write_dataset(
     taken one at a time (an iterator that loads each when asked keeps one episode in memory); an error leaves a
     partial dataset behind.
 
-    interface: the joints (state and action names, in the episodes' order), their units and the frame rate, which
-    must be a whole number of frames per second; its cameras are ignored. camera_names: a short name per camera of
-    the episodes (`front` becomes feature `observation.images.front`). codec: a key of `video.CODECS`.
+    interface: the joints (state and action names, in the episodes' order), their units, the frame rate (a whole
+    number of frames per second) and a name per camera of the episodes, in their order (`front` or
+    `observation.images.front` becomes feature `observation.images.front`). codec: a key of `video.CODECS`.
     """
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -178,9 +177,10 @@ def write_dataset(
         raise ValueError(f"LeRobotDataset needs a whole number of frames per second, got {fps:g}")
     fps = int(round(fps))
     joints = interface.joint_names
-    cameras = tuple(f"{CAMERA_PREFIX}{name}" for name in camera_names)
-    if len(set(cameras)) != len(cameras) or any(not name or "/" in name for name in camera_names):
-        raise ValueError(f"camera names must be distinct and contain no '/': {list(camera_names)}")
+    names = [name.removeprefix(CAMERA_PREFIX) for name in interface.cameras]
+    if any(not name or "/" in name for name in names):
+        raise ValueError(f"camera names must not be empty or contain '/': {list(interface.cameras)}")
+    cameras = tuple(f"{CAMERA_PREFIX}{name}" for name in names)
     output.mkdir(parents=True, exist_ok=True)
     tasks: list[str] = []
     shapes: list[tuple[int, ...]] = []
