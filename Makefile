@@ -10,18 +10,19 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint chaos demo train-demo eval-policy queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          the simulated arm driven by the shipped SmolVLA checkpoint through the whole graph"
 	@echo "make train-demo    record expert demonstrations and train a SmolVLA from scratch on them (CPU, < 2 h)"
 	@echo "make eval-policy   a checkpoint (default: the shipped one) on 20 held-out seeds; EVAL_ARGS=... for options"
+	@echo "make eval-rtc      real-time chunking vs weighted_average vs latest_only on the learned policy: seams, jerk"
 	@echo "make test          lint, Python tests, ROS integration tests and C++ tests (sets up first)"
 	@echo "make setup         only the setup: .venv, pinned wheels, colcon build"
 	@echo "make chaos         fault injection into the running graph: bad input, floods, signals; table + JSON line"
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
 	@echo "make eval-async    sync vs async vs continuous execution in simulation"
-	@echo "make bench-model   SmolVLA latency per chunk on this machine"
+	@echo "make bench-model   SmolVLA latency per chunk on this machine (450M and the demo model), with and without RTC"
 	@echo "make bench-reference  the same, compiled too, side by side with LeRobot 0.4.4 (own venv)"
 	@echo "make parity-reference  LeRobot 0.4.4 vs ours on the same random weights (own venv; fails on mismatch)"
 	@echo "make bench-ros     executor jitter and ROS overhead"
@@ -72,14 +73,20 @@ EVAL_ARGS ?=
 eval-policy: setup
 	$(IN_ENV) smolvla_eval_policy $(EVAL_ARGS)
 
+# Lock-step simulation, 2 seeds per aggregation and added latency (0.1, 0.3, 0.6 s): about 12 min.
+eval-rtc: setup
+	$(IN_ENV) smolvla_eval_rtc --lockstep --plot outputs/eval_rtc.png $(EVAL_ARGS)
+
 queue-sim: $(VENV_STAMP)
 	$(IN_ENV) smolvla-queue-sim
 
 eval-async: setup
 	$(IN_ENV) smolvla_eval_async
 
+# The 450M architecture, then the shipped demo checkpoint; each unguided and with real-time chunking (RTC).
 bench-model: $(VENV_STAMP)
-	$(IN_ENV) python benchmarks/bench_model.py
+	$(IN_ENV) python benchmarks/bench_model.py --rtc
+	$(IN_ENV) python benchmarks/bench_model.py --rtc --checkpoint checkpoints/so101_cube_scratch
 
 bench-reference: $(VENV_STAMP)
 	tools/setup_reference_venv.sh

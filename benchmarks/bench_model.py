@@ -14,10 +14,12 @@ taken on another CPU and are shown for context only.
 
 --rtc also times real-time chunking (`predict_chunk` guided toward 25 previous actions with a delay of 10 ticks,
 smolvla.policy.rtc): the guided chunk's median and its extra time over the unguided one. --size tiny measures the
-tiny test architecture (smolvla.policy.tiny, chunk of 50) instead of the 450M one.
+tiny test architecture (smolvla.policy.tiny, chunk of 50) instead of the 450M one; --checkpoint DIR a trained
+checkpoint (e.g. the shipped demo model, checkpoints/so101_cube_scratch) with its own weights, cameras and
+tokenizer (--cameras and --size do not apply).
 
 Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
-       [--modes eager compiled] [--reference [PYTHON]] [--rtc] [--size full|tiny]
+       [--modes eager compiled] [--reference [PYTHON]] [--rtc] [--size full|tiny] [--checkpoint DIR]
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def run_one(
     compile: bool = False,
     rtc: bool = False,
     size: str = "full",
+    checkpoint: str | None = None,
 ) -> dict:
-    """Measure one configuration in this process."""
+    """Measure one configuration in this process (a checkpoint: all its cameras, `cameras` is ignored)."""
     import numpy as np
     import torch
 
@@ -93,12 +96,16 @@ def run_one(
     from smolvla.policy.tiny import make_tiny_tokenizer, tiny_config
 
     torch.set_num_threads(threads)
-    base = SmolVLAConfig() if size == "full" else tiny_config(n_cameras=3, chunk_size=50)
-    config = base.replace(camera_names=base.camera_names[:cameras], camera_shapes=base.camera_shapes[:cameras])
     t0 = time.perf_counter()
-    # The real tokenizer is not downloaded: instructions are always padded to 48 tokens, so any tokenizer gives
-    # the same amount of work.
-    policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), dtype=dtype, seed=0)
+    if checkpoint:
+        policy = SmolVLAPolicy.from_pretrained(checkpoint, dtype=dtype)
+        config, size, cameras = policy.config, "checkpoint", len(policy.camera_names)
+    else:
+        base = SmolVLAConfig() if size == "full" else tiny_config(n_cameras=3, chunk_size=50)
+        config = base.replace(camera_names=base.camera_names[:cameras], camera_shapes=base.camera_shapes[:cameras])
+        # The real tokenizer is not downloaded: instructions are always padded to 48 tokens, so any tokenizer gives
+        # the same amount of work.
+        policy = SmolVLAPolicy.random(config, make_tiny_tokenizer(), dtype=dtype, seed=0)
     if compile:
         policy.compile()
     build_s = time.perf_counter() - t0
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rtc", action="store_true", help="also time real-time chunking (guided sampling)")
     parser.add_argument("--size", choices=["full", "tiny"], default="full", help="450M or the tiny test model")
+    parser.add_argument("--checkpoint", help="a trained checkpoint directory instead (its own cameras)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -239,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         compile = mode == "compiled"
         # The compiled model has its weights frozen in: no dtype change after compiling.
         check = dtype == "float32" and not compile
-        print(json.dumps(run_one(int(cameras), dtype, args.repeats, args.threads, check, compile, args.rtc, args.size)))
+        result = run_one(
+            int(cameras), dtype, args.repeats, args.threads, check, compile, args.rtc, args.size, args.checkpoint
+        )
+        print(json.dumps(result))
         return 0
+    if args.reference and args.checkpoint:
+        parser.error("--reference compares random 450M weights: not with --checkpoint")
     if args.reference and not Path(args.reference).exists():
         parser.error(f"{args.reference} does not exist: run tools/setup_reference_venv.sh (or make bench-reference)")
 
@@ -258,16 +271,20 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "python": platform.python_version(),
     }
-    model = "450M" if args.size == "full" else "tiny test architecture"
-    print(f"SmolVLA latency per chunk ({model}, random weights, batch 1, 50 actions, 10 steps) on {machine}")
+    if args.checkpoint:
+        model = f"checkpoint {args.checkpoint}, its weights and cameras"
+    else:
+        model = ("450M" if args.size == "full" else "tiny test architecture") + ", random weights"
+    print(f"SmolVLA latency per chunk ({model}, batch 1, 10 steps) on {machine}")
     rows = []
     for dtype in args.dtypes:
-        for cameras in args.cameras:
+        for cameras in [0] if args.checkpoint else args.cameras:
             config_rows = []
             for mode in args.modes:
                 cmd = [sys.executable, __file__, "--child", f"{cameras}:{dtype}:{mode}", "--repeats", str(args.repeats)]
                 cmd += ["--size", args.size] + (["--rtc"] if args.rtc else [])
-                print(f"measuring {cameras} camera(s), {dtype}, {mode} ...", flush=True)
+                cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+                print(f"measuring {cameras or 'all'} camera(s), {dtype}, {mode} ...", flush=True)
                 config_rows.append(_last_json_line(cmd + ["--threads", str(args.threads)]))
             if args.reference:
                 print(f"measuring the reference (LeRobot 0.4.4), {cameras} camera(s), {dtype} ...", flush=True)

@@ -44,6 +44,7 @@ setup(
             "smolvla_demo = smolvla_ros.demo:main",
             "smolvla_eval_async = smolvla_ros.eval_async:main",
             "smolvla_eval_policy = smolvla_ros.eval_policy:main",
+            "smolvla_eval_rtc = smolvla_ros.eval_rtc:main",
             "smolvla_set_instruction = smolvla_ros.set_instruction:main",
             "smolvla_episode = smolvla_ros.episode:main",
             "smolvla_chaos = smolvla_ros.chaos:main",

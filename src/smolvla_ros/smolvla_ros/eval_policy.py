@@ -16,6 +16,8 @@ import json
 import os
 import statistics
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
@@ -44,7 +46,66 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _latencies(samples) -> list[float]:
+@dataclass(frozen=True)
+class Episode:
+    """One evaluated episode: its seed, seconds to the placement (None: not placed within the timeout), idle ticks
+    (empty queue), the scene text, and when it ran on the wall clock (time.time(), the executor's clock in
+    simulation) from the executor's activation to the placement or the timeout."""
+
+    seed: int
+    time_s: float | None
+    idle_ticks: int
+    scene: str
+    wall_start: float
+    wall_end: float
+
+    @property
+    def success(self) -> bool:
+        """The cube was placed within the timeout."""
+        return self.time_s is not None
+
+    def summary(self) -> dict:
+        """The episode's entry in the JSON line."""
+        took = None if self.time_s is None else round(self.time_s, 2)
+        return {"seed": self.seed, "success": self.success, "time_s": took, "idle_ticks": self.idle_ticks}
+
+
+def policy_graph(args: argparse.Namespace, checkpoint: str, added_latency: float) -> GraphOptions:
+    """The simulated graph with the SmolVLA policy node (args: mode, g, first_seed, lockstep)."""
+    return GraphOptions(
+        sim=True,
+        policy="smolvla",
+        checkpoint=checkpoint,
+        mode=args.mode,
+        g=args.g,
+        extra={
+            "robot": {"seed": args.first_seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
+            **({"policy": {"added_latency": added_latency}} if added_latency else {}),
+        },
+    )
+
+
+def run_episode(session: SimSession, seed: int, timeout: float) -> Episode:
+    """Reset to the seed's scene, let the graph run until the cube is placed or timeout seconds passed."""
+    before = session.status_snapshot()
+    idle_before = before[-1].idle_ticks if before else 0
+    start, scene = session.start_episode(seed=seed)
+    wall_start = time.time()
+    took = session.wait_placement(start, timeout)
+    wall_end = time.time()
+    after = session.status_snapshot()
+    idle = (after[-1].idle_ticks if after else 0) - idle_before
+    return Episode(seed, took, max(0, idle), scene, wall_start, wall_end)
+
+
+def describe(episode: Episode, timeout: float) -> str:
+    """One line for the episode's outcome."""
+    took = episode.time_s
+    result = f"success in {took:.1f} s" if took is not None else f"FAILED (nothing placed in {timeout:.0f} s)"
+    return f"seed {episode.seed}: {result}, {episode.idle_ticks} idle ticks; {episode.scene}"
+
+
+def chunk_latencies(samples) -> list[float]:
     """Chunk latencies as the executor measured them: each new value of last_latency is one chunk."""
     values, previous = [], None
     for sample in samples:
@@ -66,46 +127,21 @@ def run(args: argparse.Namespace) -> dict:
         f"{args.first_seed + args.seeds - 1}; load average {load_before[0]:.2f} on {os.cpu_count()} CPUs",
         flush=True,
     )
-    options = GraphOptions(
-        sim=True,
-        policy="smolvla",
-        checkpoint=checkpoint,
-        mode=args.mode,
-        g=args.g,
-        extra={
-            "robot": {"seed": args.first_seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
-            **({"policy": {"added_latency": args.added_latency}} if args.added_latency else {}),
-        },
-    )
     args.log.parent.mkdir(parents=True, exist_ok=True)
     episodes = []
     with (
         open(args.log, "w") as log,
-        Launcher(graph_nodes(options), output=log) as launcher,
+        Launcher(graph_nodes(policy_graph(args, checkpoint, args.added_latency)), output=log) as launcher,
         SimSession() as session,
     ):
         session.wait_ready(timeout=300.0)
         for index in range(args.seeds):
-            seed = args.first_seed + index
-            before = session.status_snapshot()
-            idle_before = before[-1].idle_ticks if before else 0
-            start, scene = session.start_episode()
-            took = session.wait_placement(start, args.timeout)
-            after = session.status_snapshot()
-            idle = (after[-1].idle_ticks if after else 0) - idle_before
-            episode = {"seed": seed, "success": took is not None, "time_s": None if took is None else round(took, 2)}
-            episode["idle_ticks"] = max(0, idle)
-            episodes.append(episode)
-            result = (
-                f"success in {took:.1f} s" if took is not None else f"FAILED (nothing placed in {args.timeout:.0f} s)"
-            )
-            print(
-                f"episode {index + 1}/{args.seeds} seed {seed}: {result}, {episode['idle_ticks']} idle ticks; {scene}",
-                flush=True,
-            )
+            episode = run_episode(session, args.first_seed + index, args.timeout)
+            episodes.append(episode.summary())
+            print(f"episode {index + 1}/{args.seeds} {describe(episode, args.timeout)}", flush=True)
             if not launcher.running():
                 raise RuntimeError(f"a node exited; see {args.log}")
-        latencies = _latencies(session.status_snapshot())
+        latencies = chunk_latencies(session.status_snapshot())
     successes = [e for e in episodes if e["success"]]
     load_after = os.getloadavg()
     return {

@@ -432,6 +432,7 @@ class ExecutorNode(LifecycleNode):
             dry_run=self._params["dry_run"],
             last_latency=s.last_latency,
             latency_estimate=s.latency_estimate,
+            seams=s.seams,
             seam_jump_last=s.seam_jump_last,
             seam_jump_mean=s.seam_jump_mean,
             seam_jump_max=s.seam_jump_max,

@@ -3,10 +3,12 @@ the closed-loop test share this.
 
 SimSession is an in-process rclpy node spun on a background thread. It restarts episodes cleanly (executor
 deactivated, which clears its queue and holds the arm; simulated arm reset to a seeded scene; executor activated
-again, starting from the measured joint state), records placements (rising edges of /so101_sim/task_success), the
-executor's queue length and latency, and optionally camera frames. Given a recorder node, it also cuts one recorded
-episode per scene: the recorder's episode is opened right after the reset (before the executor moves the arm, so the
-bag starts at the seeded start pose) and kept or discarded by `end_recording` when the caller knows the outcome.
+again, starting from the measured joint state), sets other nodes' parameters (e.g. the executor's aggregation),
+records placements (rising edges of /so101_sim/task_success), the executor's status (queue length, latency, seams),
+its tick log (every tick's command, /smolvla/executor_ticks) and optionally camera frames. Given a recorder node, it
+also cuts one recorded episode per scene: the recorder's episode is opened right after the reset (before the
+executor moves the arm, so the bag starts at the seeded start pose) and kept or discarded by `end_recording` when
+the caller knows the outcome.
 """
 
 from __future__ import annotations
@@ -19,29 +21,48 @@ import numpy as np
 import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from smolvla.images import raw_to_rgb
 from smolvla_msgs.msg import ExecutorStatus
 from smolvla_msgs.srv import SetInstruction
+from smolvla_ros.chunk_messages import time_to_seconds
+from smolvla_ros.parameters import set_parameters_request
 
 CAMERA_TOPICS = ("/camera/front/image_raw", "/camera/wrist/image_raw")
 
 
 @dataclass(frozen=True)
 class StatusSample:
-    """One ExecutorStatus, reduced: receive time (s, monotonic), queue length, last latency, idle ticks."""
+    """One ExecutorStatus, reduced: receive time (s, monotonic), queue length, last latency, idle ticks; its stamp
+    (s, the executor's clock) and the cumulative chunk and seam counters (see ExecutorStatus.msg)."""
 
     time: float
     queue_length: int
     last_latency: float
     idle_ticks: int
+    stamp: float
+    chunks_received: int
+    chunks_late: int
+    seams: int
+    seam_jump_last: float
+    seam_jump_mean: float
+
+
+@dataclass(frozen=True)
+class TickCommand:
+    """One entry of the executor's tick log: the tick's stamp (s, the executor's clock) and its command."""
+
+    stamp: float
+    positions: tuple[float, ...]
+    names: tuple[str, ...]
 
 
 class SimSession:
@@ -63,11 +84,13 @@ class SimSession:
         self._success = False
         self.placements: list[float] = []
         self.status: list[StatusSample] = []
+        self.ticks: list[TickCommand] = []
         self.frames: dict[str, list[tuple[float, np.ndarray]]] = {topic: [] for topic in CAMERA_TOPICS}
         self._image_interval = record_images_every
         self._last_frame: dict[str, float] = {}
         self.node.create_subscription(Bool, "/so101_sim/task_success", self._on_success, 10)
         self.node.create_subscription(ExecutorStatus, "/smolvla/executor_status", self._on_status, 10)
+        self.node.create_subscription(JointState, "/smolvla/executor_ticks", self._on_tick, 10)
         if record_images_every > 0:
             for topic in CAMERA_TOPICS:
                 self.node.create_subscription(
@@ -76,6 +99,7 @@ class SimSession:
         self._reset = self.node.create_client(Trigger, "/so101_sim/reset")
         self._lifecycle = self.node.create_client(ChangeState, "/smolvla_executor/change_state")
         self._instruction = self.node.create_client(SetInstruction, "/smolvla/set_instruction")
+        self._parameter_clients: dict[str, object] = {}
         self._recorder = (
             None
             if recorder is None
@@ -97,8 +121,25 @@ class SimSession:
             self._success = msg.data
 
     def _on_status(self, msg: ExecutorStatus) -> None:
+        sample = StatusSample(
+            time.monotonic(),
+            msg.queue_length,
+            msg.last_latency,
+            msg.idle_ticks,
+            time_to_seconds(msg.header.stamp),
+            msg.chunks_received,
+            msg.chunks_late,
+            msg.seams,
+            msg.seam_jump_last,
+            msg.seam_jump_mean,
+        )
         with self._lock:
-            self.status.append(StatusSample(time.monotonic(), msg.queue_length, msg.last_latency, msg.idle_ticks))
+            self.status.append(sample)
+
+    def _on_tick(self, msg: JointState) -> None:
+        command = TickCommand(time_to_seconds(msg.header.stamp), tuple(msg.position), tuple(msg.name))
+        with self._lock:
+            self.ticks.append(command)
 
     def _on_image(self, topic: str, msg: Image) -> None:
         now = time.monotonic()
@@ -140,6 +181,16 @@ class SimSession:
             raise ValueError(f"instruction refused: {response.message}")
         return response.message
 
+    def set_parameters(self, node: str, values: dict[str, object], timeout: float = 10.0) -> None:
+        """Set parameters of another node (full name, e.g. "/smolvla_executor"), like `ros2 param set`; raises
+        ValueError with the node's reason when it refuses one."""
+        if node not in self._parameter_clients:
+            self._parameter_clients[node] = self.node.create_client(SetParameters, f"{node.rstrip('/')}/set_parameters")
+        response = self._call(self._parameter_clients[node], set_parameters_request(values), timeout)
+        refused = [f"{name}: {r.reason}" for name, r in zip(values, response.results, strict=True) if not r.successful]
+        if refused:
+            raise ValueError(f"{node} refused parameters: " + "; ".join(refused))
+
     def _transition(self, transition_id: int, timeout: float) -> None:
         request = ChangeState.Request()
         request.transition.id = transition_id
@@ -155,10 +206,12 @@ class SimSession:
             raise RuntimeError(f"recorder refused to {action} an episode: {response.message}")
         return response.message
 
-    def start_episode(self, timeout: float = 10.0) -> tuple[float, str]:
-        """Hold the executor, reset the arm to the next seeded scene, (open a recorded episode,) resume; returns
-        (start time, scene text)."""
+    def start_episode(self, timeout: float = 10.0, seed: int | None = None) -> tuple[float, str]:
+        """Hold the executor, reset the arm to the next seeded scene (or to this seed's), (open a recorded
+        episode,) resume; returns (start time, scene text)."""
         self._transition(Transition.TRANSITION_DEACTIVATE, timeout)
+        if seed is not None:
+            self.set_parameters("/so101_sim", {"seed": seed}, timeout)
         response = self._call(self._reset, Trigger.Request(), timeout)
         with self._lock:
             self._success = False
@@ -178,6 +231,11 @@ class SimSession:
         """A copy of the executor status samples received so far."""
         with self._lock:
             return list(self.status)
+
+    def ticks_snapshot(self) -> list[TickCommand]:
+        """A copy of the executor's tick log received so far."""
+        with self._lock:
+            return list(self.ticks)
 
     def frames_snapshot(self) -> dict[str, list[tuple[float, np.ndarray]]]:
         """A copy of the recorded camera frames per topic: (receive time, RGB image)."""

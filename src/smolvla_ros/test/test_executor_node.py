@@ -600,4 +600,5 @@ def test_rtc_requests_carry_the_queued_actions_and_the_delay(ros, processes, agg
     # The ramp chunks agree with each other: no seam jumps more than one tick's motion (0 while the queue never
     # runs dry, one tick's motion after it did).
     assert peer.status.seam_jump_max <= 0.002 + 1e-9
+    assert 1 <= peer.status.seams < peer.status.chunks_received  # the first chunk found nothing to move
     assert processes.stop(executor) == 0

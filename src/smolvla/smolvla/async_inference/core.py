@@ -102,8 +102,8 @@ class QueueStatus:
     """Snapshot of the queue's state and counters (the executor publishes it as ExecutorStatus).
 
     chunks_late: "rtc" chunks that arrived after more ticks than their request's delay_ticks (requests that carried
-    previous actions only). seam_jump_*: the seam
-    of every accepted chunk (smolvla.async_inference.rtc), the last one, mean and maximum since construction.
+    previous actions only). seams: accepted chunks that had a seam (a queued or executed action to move), and
+    seam_jump_*: their seam jumps (smolvla.async_inference.rtc), the last one, mean and maximum since construction.
     """
 
     tick: int
@@ -134,6 +134,7 @@ class QueueStatus:
     last_latency: float
     latency_estimate: float
     chunks_late: int
+    seams: int
     seam_jump_last: float
     seam_jump_mean: float
     seam_jump_max: float
@@ -449,6 +450,7 @@ class AsyncActionQueue:
                 in_flight=len(self._in_flight),
                 last_latency=self._latency.last or 0.0,
                 latency_estimate=estimate or 0.0,
+                seams=self._seams.count,
                 seam_jump_last=self._seams.last,
                 seam_jump_mean=self._seams.mean,
                 seam_jump_max=self._seams.largest,
@@ -467,6 +469,7 @@ _NON_COUNTERS = {
     "in_flight",
     "last_latency",
     "latency_estimate",
+    "seams",
     "seam_jump_last",
     "seam_jump_mean",
     "seam_jump_max",
