@@ -28,6 +28,8 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         "25",
         "--latency",
         "0.3",
+        # Lock-step, as make train-demo records: the expert's success then does not depend on the machine's load.
+        "--lockstep",
     ]
     argv += ["--record", str(episodes), "--output-dir", str(tmp_path / "outputs")]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=150)
@@ -43,7 +45,7 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
     recorded = []
     for name in ("episode_0001", "episode_0002"):
         assert (episodes / name / "task.txt").read_text().strip() == DEFAULT_INSTRUCTION
-        episode = load_episode(episodes / name, Topics(action=TICK_TOPIC))
+        episode = load_episode(episodes / name, Topics(action=TICK_TOPIC), max_age=0.4)  # as make train-demo
         assert episode.task == DEFAULT_INSTRUCTION and len(episode) > 30
         recorded.append(episode)
     # Recording starts after the reset: the first frame is near the home pose, although the first episode ended with
