@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
-from rosbag_files import FRONT, WRIST, default_streams, write_bag
+from rosbag_files import FRONT, WRIST
 
 from smolvla.robot_interface import SO100_JOINT_NAMES, RobotInterface
 from smolvla.training import EpisodeDataset, Topics, load_episode
@@ -17,15 +16,6 @@ from smolvla.training.lerobot_dataset import LeRobotDataset
 
 TASK = "pick up the cube"
 CAMERAS = [f"front={FRONT}", f"wrist={WRIST}"]
-
-
-@pytest.fixture(scope="module")
-def bags(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bags")
-    write_bag(root / "episode_0", storage="sqlite3")
-    second = write_bag(root / "episode_1", default_streams(700.0), storage="mcap")
-    (second / "task.txt").write_text("put the cube on the target\n")
-    return root
 
 
 def _samples(episodes):

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from rosbag_files import FRONT, WRIST, default_streams, write_bag
+from rosbag_files import FRONT, WRIST
 from torch.utils.data import default_collate
 
 from smolvla.policy import SmolVLAPolicy, make_tiny_checkpoint
@@ -28,16 +28,6 @@ TASK = "pick up the cube"
 def tiny_two_cameras(tmp_path_factory):
     """A tiny checkpoint with two image slots, 6 joints, chunk 10, and no robot interface (as LeRobot writes)."""
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny2"), n_cameras=2, chunk_size=10, seed=1, units=None)
-
-
-@pytest.fixture(scope="module")
-def bags(tmp_path_factory):
-    """Two episodes: sqlite3 with the run's task, mcap with its own task.txt."""
-    root = tmp_path_factory.mktemp("bags")
-    write_bag(root / "episode_0", storage="sqlite3")
-    second = write_bag(root / "episode_1", default_streams(700.0), storage="mcap")
-    (second / "task.txt").write_text("put the cube on the target\n")
-    return root
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
