@@ -335,6 +335,7 @@ def joint_state_cases() -> list[Case]:
         Case(
             "joint states: stamped 1000 s ago",
             send(lambda o, k: _states(JOINTS, state(o), seconds_to_time(time.time() - 1000))),
+            diagnostics_settle=8.0,  # WARN "refusing input samples" for 5 s after the last one
         ),
         Case(
             "joint states: stamped +1e6 s",

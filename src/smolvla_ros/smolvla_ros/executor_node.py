@@ -368,6 +368,7 @@ class ExecutorNode(LifecycleNode):
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = self._now()
         try:
+            self._loop.check_chunk_length(len(msg.trajectory.points))
             data = chunk_from_msg(msg)
             actions = self._safety.validate_chunk(data.joint_names, data.actions)
             outcome = self._loop.offer_chunk(data.request_id, data.first_tick, actions, data.control_period, now)

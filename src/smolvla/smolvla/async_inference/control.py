@@ -196,6 +196,15 @@ class ControlLoop:
         command = self.safety.command(result.action, state.positions)
         return ControlTick(command.positions, result.request, state, result, resumed)
 
+    def check_chunk_length(self, length: int) -> None:
+        """Raises InvalidChunkError for a chunk of more than MAX_CHUNK_FACTOR times the chunk size: callable before
+        a message is converted, so that a huge chunk costs the control loop no conversion time."""
+        if length > MAX_CHUNK_FACTOR * self.queue.config.chunk_size:
+            raise InvalidChunkError(
+                f"chunk holds {length} actions, more than {MAX_CHUNK_FACTOR} x chunk_size "
+                f"({self.queue.config.chunk_size})"
+            )
+
     def offer_chunk(
         self, request_id: int, first_tick: int, actions: np.ndarray, control_period: float, now: float
     ) -> ChunkOutcome:
@@ -204,11 +213,7 @@ class ControlLoop:
         then the gate, then merge it into the queue. A refused chunk frees its request (retried after the
         failure back-off) and is counted in the queue's status. Raises InvalidChunkError for a chunk longer than
         MAX_CHUNK_FACTOR times the chunk size."""
-        if len(actions) > MAX_CHUNK_FACTOR * self.queue.config.chunk_size:
-            raise InvalidChunkError(
-                f"chunk holds {len(actions)} actions, more than {MAX_CHUNK_FACTOR} x chunk_size "
-                f"({self.queue.config.chunk_size})"
-            )
+        self.check_chunk_length(len(actions))
         period = self.queue.config.control_period
         if abs(control_period - period) > 1e-6 * max(period, control_period) + 1e-9:
             if not self.resample:
