@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from smolvla.sim.evaluation import RunResult, summarize
+from smolvla_ros.eval_policy import load_figures
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession
@@ -150,8 +151,7 @@ def run(args: argparse.Namespace) -> dict:
         "seeds": args.seeds,
         "duration": args.duration,
         "success_limit": args.success_limit,
-        "load_before": round(load_before[0], 2),
-        "load_after": round(load_after[0], 2),
+        **load_figures(load_before, load_after),
         "modes": {
             s.mode: {
                 "success_rate": s.success_rate,

@@ -156,11 +156,15 @@ def run(args: argparse.Namespace) -> dict:
         "added_latency_s": args.added_latency,
         "lockstep": args.lockstep,
         "timeout_s": args.timeout,
-        "load_before": round(load_before[0], 2),
-        "load_after": round(load_after[0], 2),
-        "cpus": os.cpu_count(),
+        **load_figures(load_before, load_after),
         "per_episode": episodes,
     }
+
+
+def load_figures(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict[str, float | int | None]:
+    """The machine's load around an evaluation, for its JSON line: 1-minute load averages (os.getloadavg()) before
+    and after, and the CPU count."""
+    return {"load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2), "cpus": os.cpu_count()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from smolvla.async_inference.smoothness import StatusPoint, rms_jerk, seam_jumps, seam_ticks, seam_windows
-from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED, Episode, chunk_latencies, describe, policy_graph, run_episode
+from smolvla_ros.eval_policy import (
+    FIRST_HELD_OUT_SEED,
+    Episode,
+    chunk_latencies,
+    describe,
+    load_figures,
+    policy_graph,
+    run_episode,
+)
 from smolvla_ros.launcher import Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession, StatusSample, TickCommand
@@ -227,9 +235,7 @@ def run(args: argparse.Namespace) -> dict:
         "timeout_s": args.timeout,
         "seeds": args.seeds,
         "first_seed": args.first_seed,
-        "load_before": round(load_before[0], 2),
-        "load_after": round(load_after[0], 2),
-        "cpus": os.cpu_count(),
+        **load_figures(load_before, load_after),
         "results": rows,
     }
 

@@ -181,8 +181,8 @@ def test_model_failure_and_bad_output_are_reported_and_recovered_from():
     assert len(outcomes.chunks) == 1 and runner.health(99.2).level is Level.OK
 
 
-def test_requests_arriving_while_computing_follow_latest_wins():
-    outcomes = Outcomes()
+def computing_runner(outcomes: Outcomes):
+    """A runner busy with request 1 (tick 10) until the returned event is set: its model waits for it."""
     release, started = threading.Event(), threading.Event()
 
     def slow(images, state, instruction):
@@ -194,6 +194,12 @@ def test_requests_arriving_while_computing_follow_latest_wins():
     feed(runner)
     runner.request(1, 10, 99.2)
     assert started.wait(5)
+    return runner, release
+
+
+def test_requests_arriving_while_computing_follow_latest_wins():
+    outcomes = Outcomes()
+    runner, release = computing_runner(outcomes)
     runner.request(2, 11, 99.2)
     runner.request(3, 12, 99.2, must_go=True)
     assert [(o.request_id, o.kind, o.reason) for o in outcomes.no_chunks] == [
@@ -284,17 +290,7 @@ def test_a_late_request_finds_its_samples_in_a_100_hz_joint_state_stream():
 
 def test_an_optional_request_does_not_push_out_a_waiting_must_go_one():
     outcomes = Outcomes()
-    release, started = threading.Event(), threading.Event()
-
-    def slow(images, state, instruction):
-        started.set()
-        release.wait(5)
-        return transparent_predict(images, state, instruction)
-
-    runner = make_runner(outcomes, predict=slow)
-    feed(runner)
-    runner.request(1, 10, 99.2)
-    assert started.wait(5)
+    runner, release = computing_runner(outcomes)
     runner.request(2, 11, 99.2, must_go=True)
     runner.request(3, 12, 99.2)
     release.set()
