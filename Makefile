@@ -13,7 +13,7 @@ IN_ENV := source ./env.sh &&
 .PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
 
 help:
-	@echo "make demo          the simulated arm driven by the shipped SmolVLA checkpoint through the whole graph"
+	@echo "make demo          the simulated arm through the whole graph, scripted expert policy (smolvla_demo --policy smolvla: the learned one)"
 	@echo "make train-demo    record expert demonstrations and train a SmolVLA from scratch on them (CPU, < 2 h)"
 	@echo "make eval-policy   a checkpoint (default: the shipped one) on 20 held-out seeds; EVAL_ARGS=... for options"
 	@echo "make eval-rtc      real-time chunking vs weighted_average vs latest_only on the learned policy: seams, jerk"
