@@ -522,6 +522,8 @@ def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log
     ros.wait_for(lambda: peer.status is not None and peer.status.chunks_received > 3, 30.0, "chunks")
     rogue = ros.node("rogue_publisher")
     pub = rogue.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
+    # Flood only once the executor's subscription has matched: messages published before discovery are lost.
+    ros.wait_for(lambda: pub.get_subscription_count() > 0, 10.0, "the executor to match the rogue publisher")
     actions = np.tile(Q0, (N, 1))
     rogue_msg = chunk_to_msg(
         actions,
