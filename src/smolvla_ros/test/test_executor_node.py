@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
@@ -48,6 +46,7 @@ class RobotAndPolicy:
         self.commands: list[tuple[float, np.ndarray]] = []
         self.requests: list[ChunkRequest] = []
         self.status: ExecutorStatus | None = None
+        self.statuses: list[ExecutorStatus] = []
         self.answer = self.ramp_chunk
         self.publishing_state = True
         self.state_override: np.ndarray | None = None
@@ -72,6 +71,7 @@ class RobotAndPolicy:
 
     def on_status(self, msg: ExecutorStatus) -> None:
         self.status = msg
+        self.statuses.append(msg)
 
     def on_request(self, msg: ChunkRequest) -> None:
         self.requests.append(msg)
@@ -520,55 +520,33 @@ def test_a_flood_of_rogue_chunks_neither_starves_the_executor_nor_floods_the_log
     executor = start_executor(processes, mode="continuous", similarity_epsilon=0.0)
     peer = RobotAndPolicy(ros)
     ros.wait_for(lambda: peer.status is not None and peer.status.chunks_received > 3, 30.0, "chunks")
-    rogue = ros.node("rogue_publisher")
-    pub = rogue.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
-    # Flood only once the executor's subscription has matched: messages published before discovery are lost.
-    ros.wait_for(lambda: pub.get_subscription_count() > 0, 10.0, "the executor to match the rogue publisher")
-    actions = np.tile(Q0, (N, 1))
-    rogue_msg = chunk_to_msg(
-        actions,
-        JOINTS,
-        request_id=10**9,
-        chunk_id=1,
-        first_tick=1,
-        control_period=1 / RATE,
-        capture_stamp=Time(),
-        inference_latency=0.0,
-        instruction="rogue",
-    )
-    long_msg = chunk_to_msg(
-        np.tile(Q0, (10_000, 1)),
-        JOINTS,
-        request_id=10**9 + 1,
-        chunk_id=2,
-        first_tick=1,
-        control_period=1 / RATE,
-        capture_stamp=Time(),
-        inference_latency=0.0,
-        instruction="rogue",
-    )
-    received_before, sent = peer.status.chunks_received, 0
-
-    def flood() -> None:  # as fast as this process can publish
-        nonlocal sent
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            pub.publish(long_msg if sent % 100 == 0 else rogue_msg)
-            sent += 1
-
-    flooder = threading.Thread(target=flood)
-    flooder.start()
-    ros.spin_for(2.0)  # meanwhile the test's arm and policy keep running
-    flooder.join()
-    rate = sent / 2.0
-    during = peer.status.chunks_received - received_before
+    flooder = processes.start_python("rogue_flood", TEST_DIR / "rogue_chunk_flood.py", "2.0")
+    ros.wait_for(lambda: flooder.poll() is not None, 30.0, "the rogue publisher to finish its flood")
+    sent, flood_start, flood_end = processes.logs().split("sent ")[1].split()[:3]
+    sent, flood_start, flood_end = int(sent), float(flood_start), float(flood_end)
+    # Judge by the executor's own status stamps: a status received after the flood says what happened during it.
+    ros.wait_for(lambda: stamp_seconds(peer.status) > flood_end + 0.5, 10.0, "a status stamped after the flood")
+    before = status_at(peer.statuses, flood_start)
+    after = status_at(peer.statuses, flood_end)
+    rate = sent / (flood_end - flood_start)
+    during = after.chunks_received - before.chunks_received
     assert during >= 3, f"only {during} of the policy's chunks used during a {rate:.0f} Hz flood"
-    assert peer.status.chunks_rejected >= 10 and executor.poll() is None
+    rejected = after.chunks_rejected - before.chunks_rejected
+    assert rejected >= 10 and executor.poll() is None, f"{rejected} of {sent} rogue chunks rejected"
     assert peer.commands[-1][1][0] > Q0[0]  # still executing the policy's ramp
     assert processes.stop(executor) == 0
     logs = processes.logs()
     lines = logs.count("not used: request_id 1000000000") + logs.count("more than 4 x chunk_size")
     assert 1 <= lines <= 6, f"{lines} log lines for {sent} rogue chunks at {rate:.0f} Hz"
+
+
+def stamp_seconds(status: ExecutorStatus | None) -> float:
+    return -math.inf if status is None else status.header.stamp.sec + 1e-9 * status.header.stamp.nanosec
+
+
+def status_at(statuses: list[ExecutorStatus], wall_time: float) -> ExecutorStatus:
+    """The last status the executor stamped at or before `wall_time`."""
+    return [s for s in statuses if stamp_seconds(s) <= wall_time][-1]
 
 
 @pytest.mark.parametrize("aggregation", ["rtc", "weighted_average"])
