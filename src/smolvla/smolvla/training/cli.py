@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..policy import SmolVLAPolicy
-from ..policy.scratch import compact_config, compact_policy
+from ..policy.scratch import COMPACT_SIZES, compact_config, compact_policy
 from ..robot_interface import UNIT_PRESETS, RobotInterface
 from .bags import DEFAULT_ACTION_TOPIC, DEFAULT_JOINT_NAMES, DEFAULT_JOINT_STATE_TOPIC, BagError
 from .dataset import DEFAULT_FPS, DEFAULT_MAX_AGE, Episode, EpisodeDataset, dataset_statistics, write_statistics
@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     scratch = parser.add_argument_group("from scratch")
     scratch.add_argument("--image-size", type=int, default=64, help="square input of the vision tower (pixels)")
     scratch.add_argument("--chunk-size", type=int, default=50, help="actions per chunk (the executor's chunk_size)")
+    scratch.add_argument(
+        "--model-size",
+        choices=list(COMPACT_SIZES),
+        default="small",
+        help="widths and depths (smolvla.policy.scratch.COMPACT_SIZES): small 0.43 M parameters, medium 1.5 M",
+    )
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps")
     opt.add_argument("--batch-size", type=int, default=defaults.batch_size, help="frames per step")
@@ -197,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 action_dim=len(data.joint_names),
                 chunk_size=args.chunk_size,
                 image_size=args.image_size,
+                size=args.model_size,
             )
             policy = compact_policy(scratch, device=args.device, seed=args.seed)
             log.info("from scratch: compact SmolVLA, %d parameters", sum(p.numel() for p in policy.model.parameters()))

@@ -13,7 +13,7 @@ from rosbag_files import FRONT, WRIST
 from torch.utils.data import default_collate
 
 from smolvla.policy import SmolVLAPolicy, make_tiny_checkpoint
-from smolvla.policy.scratch import compact_config, compact_policy
+from smolvla.policy.scratch import COMPACT_SIZES, compact_config, compact_policy
 from smolvla.robot_interface import SO100_JOINT_NAMES, RobotInterface
 from smolvla.training import EpisodeDataset, Topics, TrainConfig, Trainer, dataset_statistics, load_episode
 from smolvla.training.augment import Augmentation
@@ -144,12 +144,13 @@ def test_smolvla_train_refuses_data_the_checkpoint_cannot_take(bags, tmp_path, c
     assert not (tmp_path / "a").exists() and not (bags / "episode_0" / "out").exists()
 
 
-def test_from_scratch_training_steps_lower_the_held_out_validation_loss(bags):
-    """The from-scratch path: a freshly initialised compact SmolVLA trains every parameter (vision tower included)
-    with augmentation, and a few steps lower the loss on an episode it never trained on."""
+@pytest.mark.parametrize("size", list(COMPACT_SIZES))
+def test_from_scratch_training_steps_lower_the_held_out_validation_loss(bags, size):
+    """The from-scratch path: a freshly initialised compact SmolVLA of each size trains every parameter (vision
+    tower included) with augmentation, and a few steps lower the loss on an episode it never trained on."""
     train_episode = load_episode(bags / "episode_0", TOPICS, task=TASK)
     held_out = load_episode(bags / "episode_1", TOPICS, task=TASK)
-    config = compact_config(((3, 24, 32), (3, 24, 32)), chunk_size=10, image_size=32)
+    config = compact_config(((3, 24, 32), (3, 24, 32)), chunk_size=10, image_size=32, size=size)
     policy = compact_policy(config, dataset_statistics([train_episode]), seed=0)
     trainable = set(policy.set_trainable())
     assert {"vlm.vision_model.embeddings.patch_embedding.weight", "state_proj.weight"} <= trainable
