@@ -18,6 +18,17 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from smolvla_msgs.msg import ActionChunk
 
 _NS_PER_S = 1_000_000_000
+#: Serialized bytes an ActionChunk may take besides its points: header, joint names, instruction (a few kB).
+CHUNK_MESSAGE_OVERHEAD = 64 * 1024
+
+
+def max_chunk_message_bytes(max_points: int, n_joints: int) -> int:
+    """The most bytes a serialized ActionChunk of at most `max_points` points for `n_joints` joints takes: per point
+    four filled arrays (positions, velocities, accelerations, efforts: a 4-byte length, up to 4 bytes of alignment
+    and 8 bytes per value each) and an 8-byte time_from_start, plus CHUNK_MESSAGE_OVERHEAD. A receiver checks a
+    message's size against it before converting the message: the conversion of a huge chunk costs far more than
+    its refusal."""
+    return CHUNK_MESSAGE_OVERHEAD + max_points * (4 * (8 + 8 * n_joints) + 8)
 
 
 def time_to_seconds(stamp: Time) -> float:

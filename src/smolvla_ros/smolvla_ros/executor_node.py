@@ -32,15 +32,23 @@ from rclpy.exceptions import NameValidationException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from smolvla.async_inference import BurstLog, ControlLoop, ControlTick, QueueStatus, TrajectoryStream
+from smolvla.async_inference.control import MAX_CHUNK_FACTOR
 from smolvla.async_inference.parameters import LIVE, apply_live, build_control_loop
 from smolvla.robot_interface import SO100_JOINT_NAMES
 from smolvla_msgs.msg import ActionChunk, ChunkRequest, ExecutorStatus, PolicyStatus
-from smolvla_ros.chunk_messages import actions_to_trajectory, chunk_from_msg, seconds_to_duration, seconds_to_time
+from smolvla_ros.chunk_messages import (
+    actions_to_trajectory,
+    chunk_from_msg,
+    max_chunk_message_bytes,
+    seconds_to_duration,
+    seconds_to_time,
+)
 from smolvla_ros.diagnostics import diagnostic_array
 from smolvla_ros.node_runner import EXIT_CANNOT_START, run_node
 
@@ -173,8 +181,9 @@ class ExecutorNode(LifecycleNode):
             self._entities.append((self.destroy_publisher, pub))
             return pub
 
-        def subscription(msg_type, topic: str, callback, qos) -> None:
-            self._entities.append((self.destroy_subscription, self.create_subscription(msg_type, topic, callback, qos)))
+        def subscription(msg_type, topic: str, callback, qos, raw: bool = False) -> None:
+            sub = self.create_subscription(msg_type, topic, callback, qos, raw=raw)
+            self._entities.append((self.destroy_subscription, sub))
 
         def timer(rate: float, callback) -> None:
             self._entities.append((self.destroy_timer, self.create_timer(1.0 / rate, callback)))
@@ -191,8 +200,11 @@ class ExecutorNode(LifecycleNode):
         self._diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
         subscription(JointState, p["joint_state_topic"], self._on_joint_state, qos_profile_sensor_data)
         # Deep queues: a burst of rogue messages must not push out the policy's answer before it is read (a request or
-        # chunk lost anyway is re-issued after a time tied to the measured latency, see AsyncActionQueue).
-        subscription(ActionChunk, p["action_chunk_topic"], self._on_chunk, FLOOD_DEPTH)
+        # chunk lost anyway is re-issued after a time tied to the measured latency, see AsyncActionQueue). Chunks
+        # arrive serialized: an oversized one is refused by its size, before rclpy would spend control ticks
+        # converting it.
+        self._max_chunk_bytes = max_chunk_message_bytes(MAX_CHUNK_FACTOR * p["chunk_size"], len(p["joint_names"]))
+        subscription(ActionChunk, p["action_chunk_topic"], self._on_serialized_chunk, FLOOD_DEPTH, raw=True)
         subscription(PolicyStatus, p["policy_status_topic"], self._on_policy_status, FLOOD_DEPTH)
         timer(p["control_rate"], self._on_tick)
         timer(p["diagnostics_rate"], self._publish_diagnostics)
@@ -364,6 +376,17 @@ class ExecutorNode(LifecycleNode):
             self.get_logger().warning(f"ignoring joint state: {error}", throttle_duration_sec=5.0)
             return
         self._loop.update_joint_state(measured, self._now())
+
+    def _on_serialized_chunk(self, data: bytes) -> None:
+        if len(data) > self._max_chunk_bytes:
+            self._chunks_invalid += 1
+            line = (
+                f"rejected a chunk message of {len(data)} bytes: more than {MAX_CHUNK_FACTOR} x chunk_size "
+                f"({self._params['chunk_size']}) actions take ({self._max_chunk_bytes} bytes)"
+            )
+            self._log_chunk(self._now(), "invalid", line)
+            return
+        self._on_chunk(deserialize_message(data, ActionChunk))
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = self._now()

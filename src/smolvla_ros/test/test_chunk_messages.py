@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from rclpy.serialization import serialize_message
 
 from smolvla_ros.chunk_messages import (
     actions_from_trajectory,
@@ -7,6 +8,7 @@ from smolvla_ros.chunk_messages import (
     chunk_from_msg,
     chunk_to_msg,
     duration_to_seconds,
+    max_chunk_message_bytes,
     seconds_to_duration,
     seconds_to_time,
     time_to_seconds,
@@ -70,3 +72,26 @@ def test_previous_actions_round_trip_including_none():
     np.testing.assert_array_equal(back, actions)
     names, empty = actions_from_trajectory(actions_to_trajectory(np.zeros((0, 3)), NAMES, 0.02))
     assert empty.shape == (0, 3)
+
+
+def test_the_size_bound_holds_every_chunk_of_at_most_max_points_and_refuses_far_longer_ones():
+    """The executor refuses a chunk message by its serialized size before converting it: a chunk of max_points
+    points with every array filled, long names and the longest instruction fits; ten times as many points do not."""
+    names = [f"joint_{'x' * 100}_{j}" for j in range(len(NAMES))]
+    msg = chunk_to_msg(
+        np.zeros((200, len(names))),
+        names,
+        request_id=2**63 - 1,
+        chunk_id=2**63 - 1,
+        first_tick=2**63 - 1,
+        control_period=0.02,
+        capture_stamp=seconds_to_time(5.25),
+        inference_latency=0.4,
+        instruction="ü" * 512,
+    )
+    for point in msg.trajectory.points:
+        point.velocities = point.accelerations = point.effort = [1.0] * len(names)
+    bound = max_chunk_message_bytes(200, len(names))
+    assert len(serialize_message(msg)) <= bound
+    msg.trajectory.points = msg.trajectory.points * 10
+    assert len(serialize_message(msg)) > bound
