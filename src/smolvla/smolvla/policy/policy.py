@@ -361,10 +361,6 @@ class SmolVLAPolicy:
         if action_is_pad is None:
             action_is_pad = torch.zeros(b, cfg.chunk_size, dtype=torch.bool)
         dev = self.device
-        h, w = cfg.resize_imgs_with_padding
-        pixels = resize_with_pad(images.flatten(0, 1).float(), h, w).unflatten(0, images.shape[:2]) * 2.0 - 1.0
-        tokens, token_mask = tokenize(self.tokenizer, list(tasks), cfg)
-        state_n = pad_vector(self.normalizer.normalize_state(state.float()), cfg.max_state_dim)
         target = pad_vector(self.normalizer.normalize_action(actions.float()), cfg.max_action_dim).to(dev)
         if noise is None:
             noise = torch.randn_like(target)
@@ -373,11 +369,29 @@ class SmolVLAPolicy:
         t = time[:, None, None]
         x_t = t * noise + (1 - t) * target
         u_t = noise - target
-        prefix = self.model.embed_prefix(
-            pixels.to(dev), image_mask.to(dev), tokens.to(dev), token_mask.to(dev), state_n.to(dev)
-        )
+        prefix = self._batch_prefix(images, image_mask, tasks, state)
         v_t = self.model.forward_velocity(prefix, x_t, time)
         return flow_matching_loss(v_t, u_t, action_is_pad.to(dev), cfg.action_dim)
+
+    @torch.inference_mode()
+    def sample_batch(
+        self, images: Tensor, image_mask: Tensor, tasks: Sequence[str], state: Tensor, noise: Tensor
+    ) -> Tensor:
+        """Raw actions (B, chunk, action_dim) sampled for a batch in `compute_loss`'s layout from noise (B, chunk,
+        max_action_dim): what `predict_chunk` returns for each observation, in one batched pass (the validation
+        action error of training)."""
+        x = self.model.sample_actions(self._batch_prefix(images, image_mask, tasks, state), noise.to(self.device))
+        return self.normalizer.unnormalize_action(x[..., : self.action_dim].float().cpu())
+
+    def _batch_prefix(self, images: Tensor, image_mask: Tensor, tasks: Sequence[str], state: Tensor):
+        cfg, dev = self.config, self.device
+        h, w = cfg.resize_imgs_with_padding
+        pixels = resize_with_pad(images.flatten(0, 1).float(), h, w).unflatten(0, images.shape[:2]) * 2.0 - 1.0
+        tokens, token_mask = tokenize(self.tokenizer, list(tasks), cfg)
+        state_n = pad_vector(self.normalizer.normalize_state(state.float()), cfg.max_state_dim)
+        return self.model.embed_prefix(
+            pixels.to(dev), image_mask.to(dev), tokens.to(dev), token_mask.to(dev), state_n.to(dev)
+        )
 
 
 def check_interface_matches(interface: RobotInterface, config: SmolVLAConfig) -> None:

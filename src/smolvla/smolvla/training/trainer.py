@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 #: LeRobot's scheduler defaults (warm-up 1000 of 30000 decay steps), scaled down for shorter runs as LeRobot does.
 REFERENCE_WARMUP_STEPS = 1000
 REFERENCE_DECAY_STEPS = 30_000
+#: Actions per chunk that the validation action error compares: a third of a second at 30 Hz, about what a chunk
+#: plays before the next one takes over under asynchronous inference.
+ACTION_ERROR_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,27 @@ class Trainer:
             count += b
         return total / max(count, 1)
 
+    def validation_action_error(self, loader: DataLoader) -> torch.Tensor:
+        """Per joint, the mean absolute difference in the data's units (radians for this workspace's bags) between
+        the chunks the policy samples for the validation frames (fixed noise, as the policy node would run it) and
+        the recorded actions, over the first ACTION_ERROR_STEPS in-episode steps: how far off its commands are,
+        open loop. The flow-matching loss says whether training progresses; this says whether the result can
+        grasp a 4 cm cube."""
+        generator = torch.Generator().manual_seed(1_000_003)
+        chunk, dim = self.policy.chunk_size, self.policy.config.max_action_dim
+        steps = min(ACTION_ERROR_STEPS, chunk)
+        total, count = torch.zeros(self.policy.action_dim), 0
+        for batch in loader:
+            noise = torch.randn(batch["state"].shape[0], chunk, dim, generator=generator)
+            with self._autocast():
+                actions = self.policy.sample_batch(
+                    batch["images"], batch["image_mask"], batch["task"], batch["state"], noise
+                )
+            keep = (~batch["action_is_pad"][:, :steps])[..., None].float()
+            total += ((actions[:, :steps] - batch["actions"][:, :steps].float()).abs() * keep).sum((0, 1))
+            count += int(keep.sum())
+        return total / max(count, 1)
+
 
 def save(policy: SmolVLAPolicy, output: Path, step: int) -> Path:
     """Write OUTPUT/step_NNNNNN and point the link OUTPUT/last at it; returns the step directory."""
@@ -212,7 +236,8 @@ def _validation_loader(dataset: EpisodeDataset, config: TrainConfig) -> DataLoad
 
 
 def plot_losses(history: dict, path: Path) -> Path:
-    """Training loss (mean per log interval) and validation loss against the step, as a PNG."""
+    """Training loss (mean per log interval), validation loss and validation action error (mean over joints, right
+    axis) against the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,7 +254,15 @@ def plot_losses(history: dict, path: Path) -> Path:
     axes.set_ylabel("flow-matching loss")
     axes.set_yscale("log")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    handles, labels = axes.get_legend_handles_labels()
+    if history.get("action_error"):
+        steps, errors = zip(*history["action_error"], strict=True)
+        right = axes.twinx()
+        right.plot(steps, [sum(e) / len(e) for e in errors], "s--", color="tab:red", label="validation action error")
+        right.set_ylabel(f"action error, first {ACTION_ERROR_STEPS} actions (data units)")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    axes.legend(handles, labels)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -250,7 +283,8 @@ def train(
     The policy must already carry the dataset's normalisation statistics (`dataset_statistics`). Batches are drawn
     shuffled (seeded by `config.seed`) with the ragged last batch of each pass dropped, so every step has the same
     shapes. The loss is logged every `log_every` steps (mean since the previous line, with the time left); with a
-    `validation` set (episodes held out of training) its loss is computed every `val_every` steps and at the end.
+    `validation` set (episodes held out of training) its loss and action error (`validation_action_error`) are
+    computed every `val_every` steps and at the end.
     Losses go to OUTPUT/losses.json and OUTPUT/losses.png at every save.
     """
     output = Path(output)
@@ -279,7 +313,7 @@ def train(
         config.decay_lr,
     )
     val_loader = _validation_loader(validation, config) if validation is not None else None
-    history: dict = {"train": [], "validation": []}
+    history: dict = {"train": [], "validation": [], "action_error": []}
     losses: list[float] = []
     started = time.monotonic()
     batches = _batches(loader)
@@ -319,8 +353,17 @@ def train(
             waited = computed = 0.0
         if val_loader is not None and (last or (config.val_every and step % config.val_every == 0)):
             val = trainer.validation_loss(val_loader)
+            error = trainer.validation_action_error(val_loader)
             history["validation"].append((step, val))
-            log.info("step %d validation loss %.4f", step, val)
+            history["action_error"].append((step, error.tolist()))
+            log.info(
+                "step %d validation loss %.4f; action error %.4f (first %d actions, per joint %s)",
+                step,
+                val,
+                error.mean(),
+                ACTION_ERROR_STEPS,
+                " ".join(f"{e:.3f}" for e in error.tolist()),
+            )
         if last or (config.save_every and step % config.save_every == 0):
             log.info("saved %s", save(policy, output, step))
             (output / LOSSES_JSON).write_text(json.dumps(history, indent=1) + "\n")

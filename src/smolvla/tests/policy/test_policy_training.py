@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,3 +117,19 @@ def test_a_few_steps_reduce_the_loss(trainable_policy):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_a_batch_samples_what_predict_chunk_returns_for_each_observation(tiny_policy, observation, noise):
+    """The training's validation action error samples in batches (`sample_batch`): each row is the chunk the
+    policy node would get for that observation from the same noise."""
+    rows = [observation(seed) for seed in (1, 2)]
+    images = torch.stack(
+        [torch.stack([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in imgs]) for imgs, _, _ in rows]
+    )
+    mask = torch.ones(2, len(tiny_policy.camera_names), dtype=torch.bool)
+    state = torch.from_numpy(np.stack([s for _, s, _ in rows]))
+    batch_noise = torch.cat([noise, -noise])
+    sampled = tiny_policy.sample_batch(images, mask, [task for _, _, task in rows], state, batch_noise)
+    for row, (imgs, s, task) in enumerate(rows):
+        expected = tiny_policy.predict_chunk(imgs, s, task, batch_noise[row])
+        np.testing.assert_allclose(sampled[row].numpy(), expected, atol=1e-4)

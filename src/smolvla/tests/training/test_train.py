@@ -163,6 +163,9 @@ def test_from_scratch_training_steps_lower_the_held_out_validation_loss(bags, si
     validation = torch.utils.data.DataLoader(datasets[1], batch_size=8)
     before = trainer.validation_loss(validation)
     assert trainer.validation_loss(validation) == before  # fixed draws: comparable from step to step
+    error_before = trainer.validation_action_error(validation)
+    assert error_before.shape == (policy.action_dim,)
+    assert torch.equal(trainer.validation_action_error(validation), error_before)
     loader = torch.utils.data.DataLoader(
         datasets[0], batch_size=8, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0)
     )
@@ -177,6 +180,8 @@ def test_from_scratch_training_steps_lower_the_held_out_validation_loss(bags, si
         trainer.train_step(batch)
     after = trainer.validation_loss(validation)
     assert after < 0.7 * before, (before, after)
+    error_after = trainer.validation_action_error(validation)
+    assert error_after.mean() < 0.7 * error_before.mean(), (error_before, error_after)
     assert not torch.equal(policy.model.vlm.vision_model.embeddings.patch_embedding.weight, vision_before)
 
 
