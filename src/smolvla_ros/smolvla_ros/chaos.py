@@ -121,6 +121,7 @@ class Watch:
     chunks_received: int = 0
     own_requests: dict[int, float] = field(default_factory=dict)  # executor request id -> when seen
     ok_statuses: list[tuple[float, int]] = field(default_factory=list)  # (when, request id)
+    failed_requests: list[float] = field(default_factory=list)  # when the policy refused one of the executor's
     # (when, level, message) per node: "policy" (SmolVLA or expert) and "executor"
     diagnostics: dict[str, list[tuple[float, int, str]]] = field(default_factory=lambda: {n: [] for n in DIAGNOSED})
     ticks: list[float] = field(default_factory=list)  # the executor's tick times (its tick log's stamps)
@@ -199,8 +200,11 @@ class Observer:
             self.watch.own_requests[msg.request_id] = time.monotonic()
 
     def _on_status(self, msg: PolicyStatus) -> None:
-        if msg.ok and msg.request_id in self.watch.own_requests:
-            self.watch.ok_statuses.append((time.monotonic(), msg.request_id))
+        if msg.request_id in self.watch.own_requests:
+            if msg.ok:
+                self.watch.ok_statuses.append((time.monotonic(), msg.request_id))
+            else:
+                self.watch.failed_requests.append(time.monotonic())
         elif msg.request_id >= ROGUE_IDS:
             self.watch.rogue_statuses[msg.request_id] = msg
 
@@ -282,7 +286,9 @@ class Case:
     deadline: float = RECOVERY
     graph: str = "expert"  # expert or smolvla
     quick: bool = False
-    not_ok: tuple[str, ...] = ()  # nodes ("policy", "executor") whose diagnostics must leave OK during the fault
+    # Nodes ("policy", "executor") whose diagnostics must leave OK during the fault; the policy's only when it refused
+    # one of the executor's requests then (bad frames interleaved with good ones may leave it serving every request).
+    not_ok: tuple[str, ...] = ()
     diagnostics_settle: float = 3.0  # seconds after recovery within which every node's must be OK again
 
 
@@ -652,13 +658,19 @@ def wait_recovered(o: Observer, since: float, deadline: float, graph: str) -> fl
 
 
 def check_diagnostics(case: Case, o: Observer, fault_start: float, fault_end: float) -> list[str]:
-    """Findings where /diagnostics misstate what a node can do: OK throughout a fault that stops it (case.not_ok),
-    or not OK again within case.diagnostics_settle seconds once the graph has recovered (every case, every node)."""
+    """Findings where /diagnostics misstate what a node can do: OK throughout a fault that stops it (case.not_ok:
+    the policy's when it refused one of the executor's requests in the fault), or not OK again within
+    case.diagnostics_settle seconds once the graph has recovered (every case, every node)."""
     findings = []
+    window = (fault_start, fault_end + 1.0)
+    refused = sum(window[0] <= t <= window[1] for t in o.watch.failed_requests)
     for node in case.not_ok:
-        levels = [level for t, level, _ in o.watch.diagnostics[node] if fault_start <= t <= fault_end + 1.0]
+        if node == "policy" and not refused:
+            continue  # it served every request: OK is the truth
+        levels = [level for t, level, _ in o.watch.diagnostics[node] if window[0] <= t <= window[1]]
         if all(level == OK for level in levels):
-            findings.append(f"{node} diagnostics stayed OK during the fault ({len(levels)} reports)")
+            why = f" while it refused {refused} requests" if node == "policy" else ""
+            findings.append(f"{node} diagnostics stayed OK during the fault{why} ({len(levels)} reports)")
     settle = time.monotonic() + case.diagnostics_settle
     for node in DIAGNOSED:
         reports = o.watch.diagnostics[node]

@@ -39,3 +39,29 @@ def test_quick_fault_injection_no_crash_no_unsafe_command_every_case_recovers(tm
     assert figures["not_recovered"] == [] and figures["failed"] == [], run.stdout
     assert figures["worst_tick_gap_s"] is not None, run.stdout  # the executor's ticks were watched
     assert run.returncode == 0
+
+
+def test_policy_diagnostics_must_leave_ok_only_when_the_fault_made_it_refuse_requests():
+    """Bad camera frames interleaved with good ones may leave the policy serving every request: OK is then true.
+    OK while it refused the executor's requests is a lie; the executor's outage faults must always show."""
+    from types import SimpleNamespace
+
+    from smolvla_ros.chaos import OK, Case, Watch, check_diagnostics
+
+    warn = OK + 1
+    case = Case("camera: test", lambda o, p: (0, []), not_ok=("policy", "executor"), diagnostics_settle=0.0)
+
+    def findings(failed_at: list[float], levels: dict[str, int]) -> list[str]:
+        watch = Watch(failed_requests=failed_at)
+        for node, level in levels.items():
+            watch.diagnostics[node] += [(10.5, level, "during"), (20.0, OK, "after")]
+        return check_diagnostics(case, SimpleNamespace(watch=watch), 10.0, 11.0)
+
+    assert findings([], {"policy": OK, "executor": warn}) == []
+    assert findings([10.2], {"policy": OK, "executor": warn}) == [
+        "policy diagnostics stayed OK during the fault while it refused 1 requests (1 reports)"
+    ]
+    assert findings([10.2], {"policy": warn, "executor": warn}) == []
+    executor_ok = findings([], {"policy": OK, "executor": OK})
+    assert executor_ok == ["executor diagnostics stayed OK during the fault (1 reports)"]
+    assert findings([5.0], {"policy": OK, "executor": warn}) == []  # refused before the fault
