@@ -10,7 +10,7 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference parity-reference bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference parity-reference parity-dataset bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          the simulated arm through the whole graph, scripted expert policy (smolvla_demo --policy smolvla: the learned one)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-model   SmolVLA latency per chunk on this machine (450M and the demo model), with and without RTC"
 	@echo "make bench-reference  the same, compiled too, side by side with LeRobot 0.4.4 (own venv)"
 	@echo "make parity-reference  LeRobot 0.4.4 vs ours on the same random weights (own venv; fails on mismatch)"
+	@echo "make parity-dataset    LeRobot 0.4.4 vs our LeRobotDataset v3 reader and smolvla-convert (own venv; fails on mismatch)"
 	@echo "make bench-ros     executor jitter and ROS overhead"
 	@echo "make bench-driver  STS3215 bus cycle time over a pseudo-terminal"
 	@echo "make lock          re-resolve requirements/top.txt into requirements/lock.txt"
@@ -97,6 +98,17 @@ parity-reference: $(VENV_STAMP)
 	dir=$$(mktemp -d -t smolvla-parity.XXXXXX) && trap 'rm -rf "$$dir"' EXIT && \
 	  .venv-reference/bin/python benchmarks/parity_reference.py "$$dir" && \
 	  $(IN_ENV) python benchmarks/check_parity.py "$$dir"
+
+# Our side writes bags and converts them, LeRobot writes its own dataset and reads all of them, our side compares
+# (benchmarks/check_dataset_parity.py). The sides share only npz and JSON files. Niced: it shares the CPU.
+parity-dataset: $(VENV_STAMP)
+	tools/setup_reference_venv.sh
+	dir=$$(mktemp -d -t smolvla-dataset-parity.XXXXXX) && trap 'rm -rf "$$dir"' EXIT && \
+	  $(IN_ENV) nice -n 10 python benchmarks/check_dataset_parity.py bags "$$dir" && \
+	  nice -n 10 .venv-reference/bin/python benchmarks/dataset_parity_reference.py write "$$dir" && \
+	  nice -n 10 .venv-reference/bin/python benchmarks/dataset_parity_reference.py read "$$dir" \
+	    converted converted-lossless && \
+	  $(IN_ENV) nice -n 10 python benchmarks/check_dataset_parity.py check "$$dir"
 
 bench-ros: setup
 	$(IN_ENV) python benchmarks/bench_ros.py

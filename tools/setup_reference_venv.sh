@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Create .venv-reference: LeRobot 0.4.4 (the reference SmolVLA) beside torch 2.13.0 (CPU), for
-# benchmarks/bench_reference.py only; the workspace's .venv is not touched. Safe to run again: a stamp holding this
-# script's checksum skips the install when nothing changed.
+# Create .venv-reference: LeRobot 0.4.4 (the reference SmolVLA and LeRobotDataset) beside torch 2.13.0 (CPU), for
+# benchmarks/bench_reference.py and the parity checks; the workspace's .venv is not touched. Safe to run again: a
+# stamp holding this script's checksum skips the install when nothing changed.
 #
 # lerobot 0.4.4 pins torch < 2.11 and many packages its SmolVLA import chain does not need, so it is installed
 # with --no-deps and every package below is pinned and installed with --no-deps too (nothing is resolved, so pip can
 # never pull a CUDA torch). The list is the closure of what `import lerobot.policies.smolvla.modeling_smolvla` and
 # SmolVLM's AutoProcessor need: transformers < 5 (lerobot's smolvla extra asks for >= 4.57.1, < 5), draccus,
 # datasets/diffusers/accelerate/imageio/av/deepdiff/einops/pyserial (imported at module level on the way) and
-# num2words (SmolVLM's processor). torchvision 0.28.0 is the release for torch 2.13; PyPI only has a CUDA build,
-# whose C ops cannot load here, and bench_reference.py imports its pure-Python part around that.
+# num2words (SmolVLM's processor). LeRobot's dataset code (benchmarks/dataset_parity_reference.py) needs nothing more.
+# torchvision 0.25.0 is the newest release LeRobot 0.4.4 allows (< 0.26) and the last with `torchvision.io.VideoReader`,
+# which LeRobot's pyav video backend decodes with (torchcodec, its default, cannot load beside CPU torch). PyPI only
+# has a CUDA build, whose C ops cannot load here (they are built for another torch anyway), and bench_reference.py
+# imports its pure-Python part (transforms, VideoReader over PyAV) around that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +29,7 @@ PACKAGES=(
   # The CPU build: on this machine's find-links; elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
   # (the PyPI build of 2.13.0 is the CUDA one).
   torch==2.13.0+cpu
-  torchvision==0.28.0
+  torchvision==0.25.0
   lerobot==0.4.4
   transformers==4.57.6
   tokenizers==0.22.2
@@ -100,12 +103,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "setup-reference: installing ${#PACKAGES[@]} pinned packages (--no-deps)"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "${PACKAGES[@]}"
-echo "setup-reference: checking that the reference SmolVLA imports"
+echo "setup-reference: checking that the reference SmolVLA and LeRobotDataset import"
 "$VENV/bin/python" -c "
 import sys
 sys.path.insert(0, 'benchmarks')
 from bench_reference import import_torchvision
 import_torchvision()
 import lerobot.policies.smolvla.modeling_smolvla
+import lerobot.datasets.lerobot_dataset
+from torchvision.io import VideoReader
 "
 echo "$checksum" > "$STAMP"
