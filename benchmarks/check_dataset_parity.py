@@ -5,9 +5,10 @@ benchmarks/dataset_parity_reference.py, run in .venv-reference). `make parity-da
    `tests/training/rosbag_files.py`, sqlite3 and mcap, two cameras, 6 joints, a task each) converted by
    `smolvla-convert` into DIR/converted (AV1, LeRobot's encoding) and DIR/converted-lossless (`--video-codec
    lossless`).
-2. the reference side: LeRobot writes DIR/lerobot_written with its recording API and reads back it and the two
-   converted datasets, dumping what it reads (npz + JSON; no pickle).
-3. `check DIR` (here): our reader (`smolvla.training.lerobot_dataset`) opens the same three datasets and compares,
+2. the reference side: LeRobot writes DIR/lerobot_written with its recording API (and DIR/lerobot_written_split,
+   the same with every episode in files of its own) and reads back these and the two converted datasets, dumping
+   what it reads (npz + JSON; no pickle).
+3. `check DIR` (here): our reader (`smolvla.training.lerobot_dataset`) opens the same four datasets and compares,
    episode by episode, with what LeRobot read:
 
    - episodes: the same episode indices, lengths and global frame indices (`index` = the episode's
@@ -47,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 PIXEL_TOLERANCE = 0
 #: Largest mean |decoded - written| of a frame's pixels for it to count as the frame written (AV1 at crf 30: ~3).
 SOURCE_MEAN_ERROR = 8.0
-WRITTEN = "lerobot_written"
+WRITTEN = ("lerobot_written", "lerobot_written_split")
 CONVERTED = ("converted", "converted-lossless")
 CODECS = {"converted": "av1", "converted-lossless": "lossless"}
 TASK = "pick up the cube"
@@ -229,7 +230,19 @@ def check(directory: Path) -> int:
     report = Report()
     with np.load(directory / "lerobot_source.npz", allow_pickle=False) as data:
         sources = {key: data[key] for key in data.files}
-    compare(WRITTEN, directory, report, sources)
+    for name in WRITTEN:
+        compare(name, directory, report, sources)
+    # The split dataset must really have put each episode into data and video files of its own.
+    meta = json.loads((directory / WRITTEN[1]).with_suffix(".json").read_text())
+    files = {
+        key: [(episode[f"{key}/chunk_index"], episode[f"{key}/file_index"]) for episode in meta["episodes"]]
+        for key in ["data", *(f"videos/{camera}" for camera in meta["video_keys"])]
+    }
+    report.check(
+        all(len(set(located)) == len(meta["episodes"]) for located in files.values()),
+        f"{WRITTEN[1]}: every episode in files of its own",
+        "; ".join(f"{key} (chunk, file): {located}" for key, located in files.items()),
+    )
     for name in CONVERTED:
         pixels = compare(name, directory, report, bag_frames(directory, name))
         if CODECS[name] == "lossless":

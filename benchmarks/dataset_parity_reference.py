@@ -6,9 +6,10 @@ read back with allow_pickle=False) and JSON.
 
 - `write DIR`: `LeRobotDataset.create` / `add_frame` / `save_episode` / `finalize` write DIR/lerobot_written: 2
   episodes (EPISODE_LENGTHS frames) at FPS, two cameras stored as video (LeRobot's default encoding: SVT-AV1,
-  yuv420p), a 6-joint state and action, one task per episode. The source images go to DIR/lerobot_source.npz.
-  Then the dataset is opened again with `LeRobotDataset(repo_id, root=...)` and what LeRobot reads is dumped
-  (`dump`).
+  yuv420p), a 6-joint state and action, one task per episode; and DIR/lerobot_written_split, the same with every
+  episode in data and video files of its own, each in a chunk directory of its own (`update_chunk_settings`). The
+  source images go to DIR/lerobot_source.npz. Then each dataset is opened again with
+  `LeRobotDataset(repo_id, root=...)` and what LeRobot reads is dumped (`dump`).
 - `read DIR NAME...`: `LeRobotDataset(repo_id, root=DIR/NAME)` (datasets smolvla-convert wrote) and `dump`.
 
 `dump` opens the dataset as LeRobot's training does, with `delta_timestamps` asking for a chunk of CHUNK actions,
@@ -49,6 +50,7 @@ CAMERAS = ("observation.images.front", "observation.images.wrist")
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 TASKS = ("pick up the red cube", "put the cube in the box")
 WRITTEN = "lerobot_written"
+WRITTEN_SPLIT = "lerobot_written_split"
 VIDEO_BACKEND = "pyav"
 #: Actions per training chunk asked of LeRobot (`delta_timestamps`): short enough that the episodes' last frames pad.
 CHUNK = 10
@@ -88,8 +90,18 @@ def import_lerobot_dataset():
 
 
 def write(directory: Path) -> None:
-    """LeRobot writes DIR/lerobot_written with its recording API, then reads it back (dump)."""
+    """LeRobot writes DIR/lerobot_written and DIR/lerobot_written_split with its recording API, then reads them
+    back (dump). The split one has a file size limit so small (and one file per chunk directory) that every episode
+    starts a new data file and new video files, each in a new chunk directory."""
     lerobot_dataset = import_lerobot_dataset()
+    for name, split in ((WRITTEN, False), (WRITTEN_SPLIT, True)):
+        sources = write_dataset(lerobot_dataset, directory / name, split)
+        dump(lerobot_dataset, directory, name)
+    np.savez(directory / "lerobot_source.npz", **sources)
+
+
+def write_dataset(lerobot_dataset, root: Path, split: bool) -> dict[str, np.ndarray]:
+    """One dataset written with LeRobot's recording API; returns the images given to it, per camera, in order."""
     features = {
         "observation.state": {"dtype": "float32", "shape": (6,), "names": [f"{j}.pos" for j in JOINTS]},
         "action": {"dtype": "float32", "shape": (6,), "names": [f"{j}.pos" for j in JOINTS]},
@@ -99,14 +111,16 @@ def write(directory: Path) -> None:
         },
     }
     dataset = lerobot_dataset.create(
-        "parity/lerobot_written",
+        f"parity/{root.name}",
         FPS,
         features,
-        root=directory / WRITTEN,
+        root=root,
         robot_type="so101_follower",
         use_videos=True,
         video_backend=VIDEO_BACKEND,
     )
+    if split:
+        dataset.meta.update_chunk_settings(chunks_size=1, data_files_size_in_mb=1e-6, video_files_size_in_mb=1e-6)
     sources = {camera: [] for camera in CAMERAS}
     for episode, length in enumerate(EPISODE_LENGTHS):
         for frame in range(length):
@@ -123,8 +137,7 @@ def write(directory: Path) -> None:
             )
         dataset.save_episode()
     dataset.finalize()
-    np.savez(directory / "lerobot_source.npz", **{camera: np.stack(frames) for camera, frames in sources.items()})
-    dump(lerobot_dataset, directory, WRITTEN)
+    return {camera: np.stack(frames) for camera, frames in sources.items()}
 
 
 def read(directory: Path, names: list[str]) -> None:
