@@ -9,7 +9,8 @@ something people download and share):
 - `scheduler_state.json`: the learning-rate schedule's position;
 - `rng_state.safetensors`: torch's global generator (and the GPU's) of rank 0;
 - `training_step.json`: the step, and what fixes the data order and the per-sample draws from there (seed, global
-  batch size, frame count: `trainer.StepBatches` and `Trainer` derive everything else from the step).
+  batch size, frame count: `trainer.StepBatches` and `Trainer` derive everything else from the step), with the
+  pass over the data (`epoch`) and the next batch in it (`position`) that follow.
 """
 
 from __future__ import annotations
@@ -60,9 +61,17 @@ def write_training_state(trainer: Trainer, step_dir: Path, frames: int) -> Path:
         rng["cuda"] = torch.cuda.get_rng_state(trainer.policy.device)
     save_file(rng, str(directory / RNG_STATE))
     config = trainer.config
+    epoch, position = divmod(trainer.step, frames // config.batch_size)
     _write_json(
         directory / TRAINING_STEP,
-        {"step": trainer.step, "seed": config.seed, "batch_size": config.batch_size, "frames": frames},
+        {
+            "step": trainer.step,
+            "seed": config.seed,
+            "batch_size": config.batch_size,
+            "frames": frames,
+            "epoch": epoch,
+            "position": position,
+        },
     )
     return directory
 
@@ -91,6 +100,12 @@ def read_training_state(trainer: Trainer, step_dir: Path, frames: int) -> None:
                 f"{directory / TRAINING_STEP}: the run trained with {key} {step_info.get(key)!r}, this one has "
                 f"{expected} ({option}): resume with the same data, seed and batch size"
             )
+    if [step_info.get("epoch"), step_info.get("position")] != list(divmod(step, frames // config.batch_size)):
+        raise ResumeError(
+            f"{directory / TRAINING_STEP}: epoch {step_info.get('epoch')!r} and position "
+            f"{step_info.get('position')!r} do not follow from step {step}, {frames} frames and batch "
+            f"{config.batch_size}"
+        )
     if step >= config.steps:
         raise ResumeError(f"{step_dir} is at step {step}, not before --steps {config.steps}: nothing left to train")
 

@@ -177,7 +177,16 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(bags, tmp_path):
     _assert_close_tensors(optimizer, expected_optimizer, rtol=0, atol=0)
     assert (stopped / "last").resolve() == (stopped / "step_000004").resolve()
     assert json.loads((stopped / "losses.json").read_text()) == json.loads((whole / "losses.json").read_text())
-    assert json.loads((stopped / "step_000004" / STATE_DIR / TRAINING_STEP).read_text())["step"] == 4
+    position = json.loads((stopped / "step_000004" / STATE_DIR / TRAINING_STEP).read_text())
+    frames = position["frames"]
+    assert position == {
+        "step": 4,
+        "seed": 0,
+        "batch_size": 8,
+        "frames": frames,
+        "epoch": 4 // (frames // 8),
+        "position": 4 % (frames // 8),
+    }
     assert (stopped / "train_config.resume_step_000002.json").is_file()
     assert not (stopped / "frame_cache").exists()
 
