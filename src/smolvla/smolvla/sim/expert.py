@@ -61,6 +61,11 @@ class ExpertParams:
     #: collision). Generous: where the executor blends a new plan's first chunk with the old plan's queued actions,
     #: the arm follows a mix of both for a while.
     plan_tolerance: float = 0.12
+    #: Largest gap (rad) between the planned and the measured wrist roll before the plan is given up. The grasp
+    #: point hardly moves with the roll, so the gap above does not see it; a plan whose roll ran away from the arm
+    #: (its chunks refused while its timeline went on) would start every chunk that far from the arm, and the
+    #: executor's gate refuses such chunks for good.
+    roll_tolerance: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.001 <= self.control_period <= 1.0:
@@ -294,7 +299,8 @@ class PickPlaceExpert:
             start_q = obs.joint_positions[:5].copy()
             if arrival is not None:
                 held_pose = self._plan.pose(arrival)
-                if self._gap(held_pose, start_q) < self.params.reference_tolerance:
+                same_roll = abs(held_pose[_ROLL] - start_q[_ROLL]) < self.params.roll_tolerance
+                if same_roll and self._gap(held_pose, start_q) < self.params.reference_tolerance:
                     start_q = held_pose
             # The executor blends a new chunk with the old one's queued actions where they overlap; until those run
             # out the arm is pulled toward the old plan, so the grasp waits above the cube for them.
@@ -336,9 +342,13 @@ class PickPlaceExpert:
         plan, p = self._plan, self.params
         # The arm lags its commands (more during fast joint-space moves), so compare with the recent steps too.
         lag_steps = int(np.ceil(_LAG_ALLOWANCE / p.control_period))
-        gap = min(self._gap(plan.pose(i), obs.joint_positions[:5]) for i in range(max(0, step - lag_steps), step + 1))
+        recent = [plan.pose(i) for i in range(max(0, step - lag_steps), step + 1)]
+        gap = min(self._gap(pose, obs.joint_positions[:5]) for pose in recent)
         if gap > p.plan_tolerance:
             return f"{_ARM_OFF_PLAN} {100 * gap:.1f} cm from its planned pose"
+        roll = min(abs(pose[_ROLL] - obs.joint_positions[_ROLL]) for pose in recent)
+        if roll > p.roll_tolerance:
+            return f"{_ARM_OFF_PLAN} {roll:.2f} rad of wrist roll from its planned pose"
         point = self.kinematics.grasp_point(obs.joint_positions)
         near = np.linalg.norm(obs.cube_position - point) < p.in_hand_tolerance
         held = near and obs.joint_positions[5] < p.jaw_holding
@@ -351,6 +361,7 @@ class PickPlaceExpert:
 
 
 _ARM_OFF_PLAN = "the arm is"
+_ROLL = JOINT_NAMES.index("wrist_roll")
 #: Seconds the measured arm may trail its planned pose and still count as following the plan.
 _LAG_ALLOWANCE = 0.6
 #: Steps after the end of the closing hold before the cube must show as held.

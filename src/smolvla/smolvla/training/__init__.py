@@ -5,7 +5,8 @@ imports no ROS.
 - `dataset`: align it on a fixed frame grid (`Episode`), action chunks with padding, normalisation statistics;
 - `lerobot_dataset` / `lerobot_writer`: LeRobotDataset v3 into `Episode`s, and `Episode`s into one; `video`: its mp4s;
 - `sources`: what a run reads (bags or datasets), with camera mapping, joint units and frame rate;
-- `trainer`: SmolVLA's fine-tuning recipe and checkpoints in the published layout;
+- `trainer`: SmolVLA's fine-tuning recipe and checkpoints in the published layout, one process or several;
+- `distributed`: the processes of a `torchrun` run; `resume`: the training state a run continues from;
 - `cli`, `convert`: the `smolvla-train` and `smolvla-convert` commands.
 
 Needs the `train` extra (`rosbags`, `av`, `pyarrow`). See docs/training.md.

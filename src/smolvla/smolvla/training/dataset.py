@@ -215,7 +215,9 @@ class EpisodeDataset(Dataset):
     per-frame arrays, whatever the number of frames (the operating system keeps what fits of the files in its page
     cache), and data-loader workers share the maps. Episodes are taken one at a time from `episodes` (an iterator
     that loads each when asked keeps one episode's decoded images in memory) and kept without their images in
-    `episodes` (for the statistics).
+    `episodes` (for the statistics). A frame cache also gets an index (the episodes without their images), from
+    which `open_cache` builds the same dataset in another process (the other ranks of a distributed run) without
+    reading the episodes again. `camera_shapes`: the recorded cameras' frame shapes (3, H, W), of the first episode.
     """
 
     def __init__(
@@ -235,18 +237,84 @@ class EpisodeDataset(Dataset):
         self.image_size = tuple(image_size)
         self.camera_slots: tuple[int, ...] = ()
         self.episodes: list[Episode] = []
+        self.camera_shapes: tuple[tuple[int, int, int], ...] = ()
         self._first_image: list[tuple[int, ...]] = []  # per episode and camera: its first stored frame
-        self._cache = _FrameStore(frame_cache, self.image_size)
+        cache = _FrameStore(frame_cache, self.image_size)
         for episode in episodes:
-            self._add(episode, camera_slots)
+            self._add(episode, camera_slots, cache)
         if not self.episodes:
             raise ValueError("no episodes")
-        self._images = self._cache.finish()
+        self._images = cache.finish()
+        self._index_frames()
+        if cache.directory is not None:
+            self._write_index(cache.directory)
+
+    def _index_frames(self) -> None:
         lengths = [len(episode) for episode in self.episodes]
         self._episode_of = np.repeat(np.arange(len(lengths)), lengths)
         self._frame_of = np.concatenate([np.arange(length) for length in lengths])
 
-    def _add(self, episode: Episode, camera_slots: Sequence[int] | None) -> None:
+    def _write_index(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        arrays = {}
+        for e, episode in enumerate(self.episodes):
+            for name in _INDEXED_ARRAYS:
+                arrays[f"{e}.{name}"] = np.ascontiguousarray(getattr(episode, name))
+        save_file(arrays, str(directory / _INDEX_ARRAYS))
+        index = {
+            "chunk_size": self.chunk_size,
+            "n_slots": self.n_slots,
+            "image_size": list(self.image_size),
+            "camera_slots": list(self.camera_slots),
+            "camera_shapes": [list(shape) for shape in self.camera_shapes],
+            "frames_per_camera": [len(images) for images in self._images],
+            "episodes": [
+                {"path": str(e.path), "task": e.task, "episode_index": e.episode_index, "first_image": list(first)}
+                for e, first in zip(self.episodes, self._first_image, strict=True)
+            ],
+        }
+        # Written last, by rename: its presence says the cache is complete.
+        staging = directory / (_INDEX + ".partial")
+        staging.write_text(json.dumps(index) + "\n")
+        staging.replace(directory / _INDEX)
+
+    @classmethod
+    def open_cache(cls, directory: str | Path) -> EpisodeDataset:
+        """The dataset whose frame cache is `directory` (written by another process), without reading any
+        episode: its frames memory-mapped, its episodes (without images) from the cache's index."""
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        try:
+            index = json.loads((directory / _INDEX).read_text())
+            arrays = load_file(str(directory / _INDEX_ARRAYS))
+            dataset = cls.__new__(cls)
+            dataset.chunk_size = int(index["chunk_size"])
+            dataset.n_slots = int(index["n_slots"])
+            dataset.image_size = tuple(index["image_size"])
+            dataset.camera_slots = tuple(index["camera_slots"])
+            dataset.camera_shapes = tuple(tuple(shape) for shape in index["camera_shapes"])
+            dataset.episodes, dataset._first_image = [], []
+            for e, entry in enumerate(index["episodes"]):
+                fields = {name: arrays[f"{e}.{name}"] for name in _INDEXED_ARRAYS}
+                dataset.episodes.append(
+                    Episode(
+                        Path(entry["path"]), entry["task"], images=(), episode_index=entry["episode_index"], **fields
+                    )
+                )
+                dataset._first_image.append(tuple(entry["first_image"]))
+            shape = (3, *dataset.image_size)
+            dataset._images = [
+                np.memmap(directory / f"camera_{camera}.u8", np.uint8, "r", shape=(count, *shape))
+                for camera, count in enumerate(index["frames_per_camera"])
+            ]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"frame cache {directory} cannot be opened: {error}") from None
+        dataset._index_frames()
+        return dataset
+
+    def _add(self, episode: Episode, camera_slots: Sequence[int] | None, cache: _FrameStore) -> None:
         shape = (len(episode.images), episode.state.shape[1], episode.actions.shape[1])
         if self.episodes:
             first = self.episodes[0]
@@ -262,14 +330,15 @@ class EpisodeDataset(Dataset):
             if not all(0 <= slot < self.n_slots for slot in slots):
                 raise ValueError(f"camera_slots {list(slots)} must lie in 0..{self.n_slots - 1}")
             self.camera_slots = slots
+            self.camera_shapes = tuple((3, *frames.shape[1:3]) for frames in episode.images)
         self._first_image.append(
             tuple(
-                self._cache.add(camera, _resize_frames(frames, camera, self.image_size))
+                cache.add(camera, _resize_frames(frames, camera, self.image_size))
                 for camera, frames in enumerate(episode.images)
             )
         )
         self.episodes.append(replace(episode, images=()))
-        if self._cache.directory is not None:
+        if cache.directory is not None:
             _release_freed_memory()
 
     def subset(self, episodes: Sequence[int]) -> EpisodeDataset:
@@ -303,6 +372,12 @@ class EpisodeDataset(Dataset):
             "action_is_pad": torch.from_numpy(is_pad),
             "task": episode.task,
         }
+
+
+#: The frame cache's index: the episodes without their images (JSON), and their per-frame arrays (safetensors).
+_INDEX = "index.json"
+_INDEX_ARRAYS = "index.safetensors"
+_INDEXED_ARRAYS = ("times", "image_index", "image_stamps", "state", "actions")
 
 
 def _release_freed_memory() -> None:

@@ -16,16 +16,20 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from ..policy import SmolVLAPolicy
 from .augment import Augmentation
 from .dataset import EpisodeDataset
+from .distributed import Distributed
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +70,14 @@ class TrainConfig:
     #: bfloat16 autocast for forward and backward (weights stay float32). Faster only where the CPU or GPU has
     #: bf16 units; measure with a few steps first.
     bf16: bool = False
+    #: Micro-batches per optimiser step (gradient accumulation); `batch_size` stays the frames of a whole step.
+    grad_accum: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "val_frames"):
+        for name in ("steps", "batch_size", "log_every", "val_frames", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("save_every", "num_workers", "val_every"):
+        for name in ("save_every", "num_workers", "val_every", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
@@ -117,18 +123,117 @@ def check_policy_matches(policy: SmolVLAPolicy, n_cameras: int, state_dim: int, 
         raise ValueError("the data does not fit the checkpoint: " + "; ".join(problems))
 
 
+def check_batch_split(batch_size: int, world_size: int, grad_accum: int) -> None:
+    """Refuse a global batch that does not split evenly over the processes and their micro-batches."""
+    if grad_accum < 1:
+        raise ValueError(f"--grad-accum must be at least 1, got {grad_accum}")
+    parts = world_size * grad_accum
+    if batch_size % parts:
+        raise ValueError(
+            f"--batch-size {batch_size} does not split into {world_size} processes x --grad-accum {grad_accum} "
+            f"micro-batches: choose a multiple of {parts}"
+        )
+
+
+def draw_seed(*values: int) -> int:
+    """A 63-bit seed mixed from non-negative integers (seed, step, position, ...): neighbouring tuples give
+    unrelated streams."""
+    return int(np.random.SeedSequence(values).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def flow_time(uniform: torch.Tensor) -> torch.Tensor:
+    """Flow-matching times from uniform draws: Beta(1.5, 1) as in `compute_loss`, by inverting its CDF t^1.5
+    (torch's Beta takes no generator), scaled into [0.001, 1]."""
+    return uniform.pow(1 / 1.5).mul(0.999).add(0.001)
+
+
+class StepBatches(Sampler[list[int]]):
+    """Frame indices of this process's micro-batches, step after step from `start_step` on, without end.
+
+    The global batch of step s is `batch_size` frames of a permutation of the dataset seeded by (seed, epoch),
+    epoch = s // steps_per_epoch (the ragged tail of each permutation is dropped, so every step has the same
+    shapes). Process `rank` of `world_size` takes its contiguous share of it, cut into `accumulation`
+    micro-batches. So the order of frames over a run depends on the seed and the batch size only, not on how many
+    processes or micro-batches share a step, and a resumed run starts exactly where the step count says.
+    """
+
+    def __init__(
+        self,
+        frames: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulation: int = 1,
+        start_step: int = 0,
+    ) -> None:
+        check_batch_split(batch_size, world_size, accumulation)
+        if frames < batch_size:
+            raise ValueError(f"the dataset has {frames} frames, fewer than one batch of {batch_size}")
+        self.frames, self.batch_size, self.seed = frames, batch_size, seed
+        self.rank, self.world_size, self.accumulation = rank, world_size, accumulation
+        self.start_step = start_step
+        self.steps_per_epoch = frames // batch_size
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Frames per micro-batch of one process."""
+        return self.batch_size // (self.world_size * self.accumulation)
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of the frames that epoch `epoch` draws its batches from."""
+        return torch.randperm(self.frames, generator=torch.Generator().manual_seed(draw_seed(self.seed, epoch)))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = self.batch_size // self.world_size
+        order, epoch = None, None
+        for step in count(self.start_step):
+            if step // self.steps_per_epoch != epoch:
+                epoch = step // self.steps_per_epoch
+                order = self.epoch_order(epoch)
+            first = (step % self.steps_per_epoch) * self.batch_size + self.rank * share
+            mine = order[first : first + share].tolist()
+            micro = self.micro_batch_size
+            for start in range(0, share, micro):
+                yield mine[start : start + micro]
+
+
+class _Forward(torch.nn.Module):
+    """A loss function over `model`'s parameters as a module's forward: DistributedDataParallel synchronises the
+    gradients of the forward passes that run through it, and `compute_loss` is not `model.forward`."""
+
+    def __init__(self, model: torch.nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self._loss = loss
+
+    def forward(self, *args) -> torch.Tensor:
+        return self._loss(*args)
+
+
 class Trainer:
     """Optimiser and schedule over the trainable parameters of a policy (`set_trainable`, as its config says).
+
+    With several processes (`distributed`) the model is wrapped in DistributedDataParallel: each process computes
+    the gradient of its share of the global batch and the shares are averaged before the step, so every process
+    holds the same weights. The flow-matching noise, time and augmentation of a sample are drawn from a generator
+    seeded by (seed, step, the sample's position in the global batch), and the loss is normalised by the
+    in-episode steps of the whole global batch: a step computes the same update however the batch is split over
+    processes and micro-batches (up to float rounding), and a resumed run draws what the uninterrupted one would.
 
     The model stays in eval mode: SmolVLA has no dropout or batch norm, so the mode changes nothing, and the frozen
     VLM is in eval mode in LeRobot too.
     """
 
-    def __init__(self, policy: SmolVLAPolicy, config: TrainConfig) -> None:
+    def __init__(self, policy: SmolVLAPolicy, config: TrainConfig, distributed: Distributed | None = None) -> None:
         self.policy = policy
         self.config = config
-        policy.set_trainable()
-        self.parameters = [p for p in policy.model.parameters() if p.requires_grad]
+        self.distributed = distributed or Distributed()
+        check_batch_split(config.batch_size, self.distributed.world_size, config.grad_accum)
+        self.names = policy.set_trainable()
+        named = dict(policy.model.named_parameters())
+        self.parameters = [named[name] for name in self.names]
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
         )
@@ -137,7 +242,16 @@ class Trainer:
         )
         self.step = 0
         self._augment = Augmentation() if config.augment else None
-        self._generator = torch.Generator().manual_seed(config.seed)
+        self._forward: torch.nn.Module = _Forward(policy.model, self._loss)
+        if self.distributed.enabled:
+            device = policy.device
+            # Broadcasts rank 0's weights to every process. Every trainable parameter takes part in the loss, so
+            # no search for unused ones; no buffers change in training.
+            self._forward = DistributedDataParallel(
+                self._forward,
+                device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
 
     def _autocast(self):
         if not self.config.bf16:
@@ -157,22 +271,68 @@ class Trainer:
                 time=time,
             )
 
-    def train_step(self, batch: dict, *, noise: torch.Tensor | None = None, time: torch.Tensor | None = None) -> float:
-        """One optimiser step on a collated batch of `EpisodeDataset` samples (augmented if configured); returns
-        the loss before the step. `noise` and `time` fix the flow-matching draws (tests)."""
-        images = batch["images"]
-        if self._augment is not None:
-            images = self._augment(images, batch["image_mask"], self._generator)
-        loss = self._loss(batch, images, noise, time)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.step + 1}")
+    def _sample_draws(self, batch: dict, first: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noise, time and (augmented) images of the samples at positions first, first + 1, ... of this step's
+        global batch, each from its own generator."""
+        chunk, dim = self.policy.chunk_size, self.policy.config.max_action_dim
+        images, mask = batch["images"], batch["image_mask"]
+        noise, uniform, augmented = [], [], []
+        for j in range(images.shape[0]):
+            generator = torch.Generator().manual_seed(draw_seed(self.config.seed, self.step, first + j))
+            noise.append(torch.randn(chunk, dim, generator=generator))
+            uniform.append(torch.rand((), generator=generator))
+            if self._augment is not None:
+                augmented.append(self._augment(images[j : j + 1], mask[j : j + 1], generator))
+        images = torch.cat(augmented) if augmented else images
+        device = self.policy.device
+        return torch.stack(noise).to(device), flow_time(torch.stack(uniform)).to(device), images
+
+    def train_step(
+        self,
+        batch: dict | Sequence[dict],
+        *,
+        noise: torch.Tensor | None = None,
+        time: torch.Tensor | None = None,
+    ) -> float:
+        """One optimiser step on this process's share of a global batch: one collated batch of `EpisodeDataset`
+        samples, or `grad_accum` micro-batches (gradients accumulated, synchronised between processes once, after
+        the last). Returns the loss of the whole global batch before the step. `noise` and `time` fix the
+        flow-matching draws of this process's share (tests); otherwise each sample draws its own (class doc)."""
+        micro = [batch] if isinstance(batch, dict) else list(batch)
+        if len(micro) != self.config.grad_accum:
+            raise ValueError(f"a step takes {self.config.grad_accum} micro-batches, got {len(micro)}")
+        world = self.distributed.world_size
+        # The loss is a mean over the global batch's in-episode steps: weight each micro-batch's mean by its share.
+        counts = [float((~b["action_is_pad"].bool()).sum()) for b in micro]
+        total = max(float(self.distributed.sum(torch.tensor(sum(counts), dtype=torch.float64))), 1.0)
+        first = self.distributed.rank * (self.config.batch_size // world)  # of this process's share
+        position = first
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), dtype=torch.float64)
+        for index, part in enumerate(micro):
+            size = part["state"].shape[0]
+            part_noise, part_time, images = self._sample_draws(part, position)
+            given = slice(position - first, position - first + size)
+            if noise is not None:
+                part_noise = noise[given].to(self.policy.device)
+            if time is not None:
+                part_time = time[given].to(self.policy.device)
+            position += size
+            last = index == len(micro) - 1
+            sync = self._forward.no_sync() if self.distributed.enabled and not last else contextlib.nullcontext()
+            with sync:
+                share = self._forward(part, images, part_noise, part_time) * (counts[index] / total)
+                # DistributedDataParallel averages the processes' gradients; the shares are meant to be summed.
+                (share * world).backward()
+            loss += share.detach().double().cpu()
+        loss = float(self.distributed.sum(loss))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {self.step + 1}")
         torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return loss.item()
+        return loss
 
     @torch.no_grad()
     def validation_loss(self, loader: DataLoader) -> float:
@@ -184,8 +344,7 @@ class Trainer:
         for batch in loader:
             b = batch["state"].shape[0]
             noise = torch.randn(b, chunk, dim, generator=generator).to(self.policy.device)
-            # Beta(1.5, 1) as in compute_loss, by inverting its CDF t^1.5 (Beta has no generator argument).
-            time = torch.rand(b, generator=generator).pow(1 / 1.5).mul(0.999).add(0.001).to(self.policy.device)
+            time = flow_time(torch.rand(b, generator=generator)).to(self.policy.device)
             total += self._loss(batch, batch["images"], noise, time).item() * b
             count += b
         return total / max(count, 1)
@@ -212,9 +371,13 @@ class Trainer:
         return total / max(count, 1)
 
 
-def save(policy: SmolVLAPolicy, output: Path, step: int) -> Path:
-    """Write OUTPUT/step_NNNNNN and point the link OUTPUT/last at it; returns the step directory."""
-    step_dir = policy.save_pretrained(output / f"step_{step:06d}")
+def save(trainer: Trainer, output: Path, frames: int) -> Path:
+    """Write OUTPUT/step_NNNNNN (the checkpoint and its `training_state/`) and point the link OUTPUT/last at it;
+    returns the step directory."""
+    from .resume import write_training_state
+
+    step_dir = trainer.policy.save_pretrained(output / f"step_{trainer.step:06d}")
+    write_training_state(trainer, step_dir, frames)
     # A link, not a copy (the full model is 1.8 GB), swapped in by one rename: `last` always names a complete
     # checkpoint, also when a save is interrupted. Relative, so the output directory can be moved.
     staging = output / "last.partial"
@@ -224,9 +387,17 @@ def save(policy: SmolVLAPolicy, output: Path, step: int) -> Path:
     return step_dir
 
 
-def _batches(loader: DataLoader) -> Iterator[dict]:
-    while True:
-        yield from loader
+def _resumed_history(output: Path, step: int) -> dict:
+    """The losses of OUTPUT/losses.json up to `step` (a resumed run continues the curves), else empty ones."""
+    history: dict = {"train": [], "validation": [], "action_error": []}
+    try:
+        saved = json.loads((output / LOSSES_JSON).read_text())
+    except (OSError, ValueError):
+        return history
+    for key in history:
+        entries = saved.get(key, []) if isinstance(saved, dict) else []
+        history[key] = [entry for entry in entries if isinstance(entry, list) and entry and entry[0] <= step]
+    return history
 
 
 def _validation_loader(dataset: EpisodeDataset, config: TrainConfig) -> DataLoader:
@@ -277,75 +448,105 @@ def train(
     validation: EpisodeDataset | None = None,
     *,
     progress: bool = True,
+    distributed: Distributed | None = None,
+    resume: str | Path | None = None,
 ) -> Path:
     """Train `policy` in place on `dataset` and return OUTPUT/last.
 
     The policy must already carry the dataset's normalisation statistics (`dataset_statistics`). Batches are drawn
-    shuffled (seeded by `config.seed`) with the ragged last batch of each pass dropped, so every step has the same
-    shapes. The loss is logged every `log_every` steps (mean since the previous line, with the time left); with a
-    `validation` set (episodes held out of training) its loss and action error (`validation_action_error`) are
-    computed every `val_every` steps and at the end.
-    Losses go to OUTPUT/losses.json and OUTPUT/losses.png at every save.
+    by `StepBatches` (seeded by `config.seed`, the ragged last batch of each pass dropped, so every step has the
+    same shapes). The loss is logged every `log_every` steps (mean since the previous line, with the time left);
+    with a `validation` set (episodes held out of training) its loss and action error (`validation_action_error`)
+    are computed every `val_every` steps and at the end. Losses go to OUTPUT/losses.json and OUTPUT/losses.png at
+    every save.
+
+    With several processes (`distributed`) each trains on its share of every batch; only rank 0 logs, validates
+    and writes. `resume`: a step directory of an earlier run of this data, whose weights `policy` holds; its
+    `training_state/` (`smolvla.training.resume`) restores the optimizer, schedule, generators and step, and
+    training continues to `config.steps`.
     """
+    from .resume import read_training_state
+
     output = Path(output)
-    if len(dataset) < config.batch_size:
-        raise ValueError(f"the dataset has {len(dataset)} frames, fewer than one batch of {config.batch_size}")
-    output.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(config.seed),
-        num_workers=config.num_workers,
-    )
-    trainer = Trainer(policy, config)
-    log.info(
-        "training %d parameters on %d frames (%s): %d steps of %d, lr %.3g (warm-up %d steps, cosine to %.3g)",
-        sum(p.numel() for p in trainer.parameters),
+    distributed = distributed or Distributed()
+    main = distributed.is_main
+    trainer = Trainer(policy, config, distributed)
+    if resume is not None:
+        read_training_state(trainer, Path(resume), len(dataset))
+    else:
+        torch.manual_seed(config.seed)
+    start = trainer.step
+    sampler = StepBatches(
         len(dataset),
-        f"validation on {min(len(validation), config.val_frames)} held-out frames" if validation else "no validation",
-        config.steps,
         config.batch_size,
-        config.lr,
-        config.warmup,
-        config.decay_lr,
+        seed=config.seed,
+        rank=distributed.rank,
+        world_size=distributed.world_size,
+        accumulation=config.grad_accum,
+        start_step=start,
     )
-    val_loader = _validation_loader(validation, config) if validation is not None else None
-    history: dict = {"train": [], "validation": [], "action_error": []}
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers)
+    if main:
+        log.info(
+            "training %d parameters on %d frames (%s): %d steps of %d (%d processes x %d micro-batches of %d), "
+            "lr %.3g (warm-up %d steps, cosine to %.3g)%s",
+            sum(p.numel() for p in trainer.parameters),
+            len(dataset),
+            f"validation on {min(len(validation), config.val_frames)} held-out frames"
+            if validation
+            else "no validation",
+            config.steps,
+            config.batch_size,
+            distributed.world_size,
+            config.grad_accum,
+            sampler.micro_batch_size,
+            config.lr,
+            config.warmup,
+            config.decay_lr,
+            f", resumed at step {start} from {resume}" if resume is not None else "",
+        )
+    val_loader = _validation_loader(validation, config) if validation is not None and main else None
+    history = (
+        _resumed_history(output, start) if resume is not None else {"train": [], "validation": [], "action_error": []}
+    )
     losses: list[float] = []
     started = time.monotonic()
-    batches = _batches(loader)
-    bar = _progress_bar(config.steps, progress)
+    batches = iter(loader)
+    bar = _progress_bar(config.steps, progress and main, initial=start)
     waited = computed = 0.0  # seconds waiting for batches and in optimiser steps since the last log line
-    for _ in range(config.steps):
+    for _ in range(start, config.steps):
         lr = trainer.scheduler.get_last_lr()[0]
         before = time.perf_counter()
-        batch = next(batches)
+        micro = [next(batches) for _ in range(config.grad_accum)]
         fetched = time.perf_counter()
-        loss = trainer.train_step(batch)
+        loss = trainer.train_step(micro)
         waited += fetched - before
         computed += time.perf_counter() - fetched
         losses.append(loss)
         step = trainer.step
-        bar.update(1)
         last = step == config.steps
+        if not main:
+            continue
+        bar.update(1)
         if step % config.log_every == 0 or last:
             elapsed = time.monotonic() - started
             mean = sum(losses) / len(losses)
             history["train"].append((step, mean))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2g}")
-            # Frames per second each side could deliver alone: the smaller one limits training.
+            # Frames per second each side could deliver alone (all processes together): the smaller one limits
+            # training.
             frames = len(losses) * config.batch_size
+            per_step = elapsed / (step - start)
             log.info(
                 "step %d/%d loss %.4f lr %.3g (%.2f s/step, %s left; loader %.0f frames/s, model %.0f frames/s)",
                 step,
                 config.steps,
                 mean,
                 lr,
-                elapsed / step,
-                _duration(elapsed / step * (config.steps - step)),
+                per_step,
+                _duration(per_step * (config.steps - step)),
                 frames / max(waited, 1e-9),
                 frames / max(computed, 1e-9),
             )
@@ -365,11 +566,12 @@ def train(
                 " ".join(f"{e:.3f}" for e in error.tolist()),
             )
         if last or (config.save_every and step % config.save_every == 0):
-            log.info("saved %s", save(policy, output, step))
+            log.info("saved %s", save(trainer, output, len(dataset)))
             (output / LOSSES_JSON).write_text(json.dumps(history, indent=1) + "\n")
             plot_losses(history, output / LOSSES_PNG)
     bar.close()
-    log.info("trained %d steps in %s", config.steps, _duration(time.monotonic() - started))
+    if main:
+        log.info("trained %d steps in %s", config.steps - start, _duration(time.monotonic() - started))
     return output / "last"
 
 
@@ -377,10 +579,18 @@ LOSSES_JSON = "losses.json"
 LOSSES_PNG = "losses.png"
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="step", mininterval=10.0, smoothing=0.05, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        unit="step",
+        mininterval=10.0,
+        smoothing=0.05,
+        dynamic_ncols=True,
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -149,3 +149,20 @@ def test_expert_continues_its_plan_and_starts_over_when_ticks_restart(sim):
     # The executor restarted (ticks back at 0): the old plan is not being played any more.
     expert.chunk(obs, 20, tick=0)
     assert expert.replan_reason == "no plan covers this tick"
+
+
+def test_expert_starts_over_when_the_wrist_roll_left_its_plan(sim):
+    """The grasp point hardly moves with the wrist roll: a roll far from the plan's (its chunks were refused while
+    its timeline went on) must still start a new plan from the measured roll, or every later chunk would start
+    that far from the arm and be refused by the executor's gate."""
+    sim.reset(1)
+    expert = PickPlaceExpert(sim.model)
+    state = sim.scene_state()
+    obs = ExpertObservation(sim.joint_positions(), state.cube_position, state.target_position, state.cube_yaw)
+    expert.chunk(obs, 20, tick=100)
+    rolled = obs.joint_positions.copy()
+    rolled[4] += 0.9
+    turned = ExpertObservation(rolled, state.cube_position, state.target_position, state.cube_yaw)
+    actions = expert.chunk(turned, 20, tick=110)
+    assert expert.replan_reason.startswith("the arm is") and "rad of wrist roll" in expert.replan_reason
+    assert abs(actions[0, 4] - rolled[4]) < 0.1  # the new plan starts where the wrist is

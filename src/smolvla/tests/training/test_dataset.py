@@ -324,7 +324,18 @@ def test_memory_stays_flat_with_the_frame_cache_on_disk(tmp_path):
     gc.collect()
     grown = _rss_anon() - before
     assert grown < 8e6, f"memory grew by {grown / 1e6:.1f} MB"
-    assert sum(f.stat().st_size for f in (tmp_path / "cache").iterdir()) == 24 * 40 * 2 * 3 * 64 * 64
+    assert sum(f.stat().st_size for f in (tmp_path / "cache").glob("camera_*.u8")) == 24 * 40 * 2 * 3 * 64 * 64
     assert all(episode.images == () for episode in dataset.episodes)  # decoded frames are not kept
     assert float(sample["images"][1, 0, 0, 0]) == pytest.approx((7 * 23 + 1) / 255)  # the last episode's wrist
     assert float(dataset[40 * 5]["images"][0, 0, 0, 0]) == pytest.approx(35 / 255)  # episode 5's front camera
+    # Another process (a second rank of a distributed run) opens the same cache without the episodes.
+    reopened = EpisodeDataset.open_cache(tmp_path / "cache")
+    assert len(reopened) == len(dataset) and reopened.camera_shapes == dataset.camera_shapes
+    for index in (0, 40 * 5 + 3, len(dataset) - 1):
+        expected, got = dataset[index], reopened[index]
+        assert got["task"] == expected["task"]
+        for key in ("images", "image_mask", "state", "actions", "action_is_pad"):
+            assert torch.equal(got[key], expected[key]), key
+    assert [e.path for e in reopened.episodes] == [e.path for e in dataset.episodes]
+    with pytest.raises(ValueError, match="frame cache .* cannot be opened"):
+        EpisodeDataset.open_cache(tmp_path / "warm-up" / "missing")
