@@ -42,6 +42,11 @@ class ExpertParams:
     fast_speed: float = 0.18
     #: Fastest joint during joint-space moves (rad/s).
     joint_speed: float = 1.2
+    #: Fastest any joint is commanded to turn (rad/s). The inverse kinematics of a Cartesian segment may turn a joint
+    #: much further in one step than the segment's time allows (the wrist roll to the grasp yaw, which the grasp
+    #: point does not see); the step is clipped and the joint gets there over the next steps. Normal motions stay
+    #: below 3.1 rad/s (0.103 rad per step at 30 Hz, the most over 12 seeded scenes).
+    max_joint_speed: float = 4.5
     careful_speed: float = 0.06
     jaw_open: float = 1.2
     jaw_closed: float = -0.17
@@ -378,7 +383,7 @@ class _Trajectory:
         p = expert.params
         self.cube = obs.cube_position.copy()
         start = self._kin.grasp_point(np.r_[start_q, obs.joint_positions[5]])
-        self._timeline = []  # (end time, span, segment, start point, start q, goal q or None)
+        self._timeline = []  # (end time, span, segment, start point, goal q or None)
         elapsed = 0.0
         self.grasp_end: int | None = None
         self.release_start = 0
@@ -386,7 +391,7 @@ class _Trajectory:
         for seg in expert.plan(obs, start_q):
             if seg.name == "descend" and elapsed < grasp_after:
                 wait = Segment(start, seg.jaw, duration=grasp_after - elapsed, name="wait")
-                self._timeline.append((grasp_after, grasp_after - elapsed, wait, start, segment_q, None))
+                self._timeline.append((grasp_after, grasp_after - elapsed, wait, start, None))
                 elapsed = grasp_after
             goal_q = None
             if seg.joint_space:
@@ -401,7 +406,7 @@ class _Trajectory:
             elapsed += span
             if seg.name == "close":
                 self.grasp_end = int(np.ceil(elapsed / p.control_period))
-            self._timeline.append((elapsed, span, seg, start, segment_q, goal_q))
+            self._timeline.append((elapsed, span, seg, start, goal_q))
             start = seg.goal
             if goal_q is not None:
                 segment_q = goal_q
@@ -412,7 +417,9 @@ class _Trajectory:
         self.end_tick: int | None = None
         self.jaw = np.empty(self.last_step + 1)
         self._dt = p.control_period
+        self._max_step = p.max_joint_speed * p.control_period
         self._poses = [start_q.copy()]
+        self._segment_origin: dict[int, np.ndarray] = {}  # timeline index -> pose at its first step
         self._commands: list[np.ndarray] = []
         index = 0
         for step in range(self.last_step + 1):
@@ -427,14 +434,19 @@ class _Trajectory:
             t = len(self._poses) * self._dt
             while index < len(self._timeline) - 1 and t > self._timeline[index][0] + 1e-9:
                 index += 1
-            end, span, seg, seg_start, seg_start_q, goal_q = self._timeline[index]
+            end, span, seg, seg_start, goal_q = self._timeline[index]
             fraction = 1.0 if span <= 0 else min(1.0, max(0.0, 1.0 - (end - t) / span))
+            previous = self._poses[-1]
             if goal_q is not None:
-                self._poses.append(seg_start_q + fraction * (goal_q - seg_start_q))
+                # From the pose the arm has at the segment's start (a Cartesian segment before may not have ended
+                # where it was planned to), not from the planned one.
+                origin = self._segment_origin.setdefault(index, previous)
+                solved = origin + fraction * (goal_q - origin)
             else:
                 target = seg.goal if seg.speed == 0 else seg_start + fraction * (seg.goal - seg_start)
                 iterations = 40 if len(self._poses) == 1 else 10
-                self._poses.append(self._kin.solve(target, self._poses[-1], iterations=iterations, yaw=seg.yaw))
+                solved = self._kin.solve(target, previous, iterations=iterations, yaw=seg.yaw)
+            self._poses.append(previous + np.clip(solved - previous, -self._max_step, self._max_step))
         return self._poses[step]
 
     def command(self, step: int) -> np.ndarray:

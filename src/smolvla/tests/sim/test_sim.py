@@ -166,3 +166,21 @@ def test_expert_starts_over_when_the_wrist_roll_left_its_plan(sim):
     actions = expert.chunk(turned, 20, tick=110)
     assert expert.replan_reason.startswith("the arm is") and "rad of wrist roll" in expert.replan_reason
     assert abs(actions[0, 4] - rolled[4]) < 0.1  # the new plan starts where the wrist is
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_plan_from_a_turned_wrist_never_jumps(sim, seed):
+    """Found by make chaos: after a run of faults the arm held with the wrist roll at its limit and the grasp point
+    low; the new plan's first Cartesian step turned the roll 0.66 rad at once to the grasp yaw and the next segment
+    jumped back to the planned start, so the executor's gate (0.5 rad) refused every chunk and the arm stood still.
+    Every step of a plan now stays within max_joint_speed."""
+    sim.reset(seed)
+    state = sim.scene_state()
+    stuck = np.array([0.975, -0.068, 0.321, 1.278, 2.841, 1.2])
+    expert = PickPlaceExpert(sim.model)
+    obs = ExpertObservation(stuck, state.cube_position, state.target_position, state.cube_yaw)
+    actions = expert.chunk(obs, 60, tick=0)
+    step = expert.params.max_joint_speed * expert.params.control_period
+    gravity = 0.1  # the commands are gravity-compensated poses: a fixed-ish offset from the pose
+    assert np.max(np.abs(actions[0, :5] - stuck[:5])) < step + gravity
+    assert np.max(np.abs(np.diff(actions[:, :5], axis=0))) <= step + 1e-6
