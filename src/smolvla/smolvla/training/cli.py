@@ -280,11 +280,15 @@ def _load_policy(args: argparse.Namespace, device, everything: EpisodeDataset | 
     start = args.resume or args.checkpoint
     if start is not None:
         return SmolVLAPolicy.from_pretrained(start, device=device)
-    joints = everything.episodes[0].state.shape[1]
+    return _scratch_policy(args, everything.camera_shapes, everything.episodes[0].state.shape[1], device)
+
+
+def _scratch_policy(args: argparse.Namespace, camera_shapes, n_joints: int, device) -> SmolVLAPolicy:
+    """The freshly initialised compact model of `--from-scratch` for these cameras' (3, H, W) and joints."""
     scratch = compact_config(
-        everything.camera_shapes,
-        state_dim=joints,
-        action_dim=joints,
+        tuple(camera_shapes),
+        state_dim=n_joints,
+        action_dim=n_joints,
         chunk_size=args.chunk_size,
         image_size=args.image_size,
         size=args.model_size,
@@ -345,16 +349,8 @@ def _prepare(args: argparse.Namespace, argv: list[str], device) -> tuple[SmolVLA
     if first[0] is None:
         raise ValueError("no usable episode")
     if policy is None:
-        shapes = tuple((3, *frames.shape[1:3]) for frames in first[0].images)
-        scratch = compact_config(
-            shapes,
-            state_dim=len(data.joint_names),
-            action_dim=len(data.joint_names),
-            chunk_size=args.chunk_size,
-            image_size=args.image_size,
-            size=args.model_size,
-        )
-        policy = compact_policy(scratch, device=device, seed=args.seed)
+        shapes = [(3, *frames.shape[1:3]) for frames in first[0].images]
+        policy = _scratch_policy(args, shapes, len(data.joint_names), device)
         log.info("from scratch: compact SmolVLA, %d parameters", sum(p.numel() for p in policy.model.parameters()))
     created = not args.output.exists()
     args.output.mkdir(parents=True, exist_ok=True)

@@ -387,16 +387,19 @@ def save(trainer: Trainer, output: Path, frames: int) -> Path:
     return step_dir
 
 
-def _resumed_history(output: Path, step: int) -> dict:
-    """The losses of OUTPUT/losses.json up to `step` (a resumed run continues the curves), else empty ones."""
+def _history(output: Path, resumed_at: int | None) -> dict:
+    """The loss curves a run starts with: empty, or when it resumes at step `resumed_at` those of
+    OUTPUT/losses.json up to that step (a resumed run continues the curves; empty when the file is unreadable)."""
     history: dict = {"train": [], "validation": [], "action_error": []}
+    if resumed_at is None:
+        return history
     try:
         saved = json.loads((output / LOSSES_JSON).read_text())
     except (OSError, ValueError):
         return history
     for key in history:
         entries = saved.get(key, []) if isinstance(saved, dict) else []
-        history[key] = [entry for entry in entries if isinstance(entry, list) and entry and entry[0] <= step]
+        history[key] = [entry for entry in entries if isinstance(entry, list) and entry and entry[0] <= resumed_at]
     return history
 
 
@@ -508,9 +511,7 @@ def train(
             f", resumed at step {start} from {resume}" if resume is not None else "",
         )
     val_loader = _validation_loader(validation, config) if validation is not None and main else None
-    history = (
-        _resumed_history(output, start) if resume is not None else {"train": [], "validation": [], "action_error": []}
-    )
+    history = _history(output, start if resume is not None else None)
     losses: list[float] = []
     started = time.monotonic()
     batches = iter(loader)
