@@ -1,6 +1,9 @@
 """Peer process for the executor's flood test: once the executor subscribes to /smolvla/action_chunk, publishes
-rogue chunks (request ids the executor never sent, one in a hundred 10,000 points long) as fast as it can for the
+rogue chunks (request ids the executor never sent, one in a hundred 10,000 points long) at the given rate for the
 given seconds, then prints how many it sent and the wall-clock times it started and stopped.
+
+At a set rate, not as fast as it can: on two cores an unpaced loop takes a core whose speed decides the load, so
+the same test would ask a different thing of the executor on each machine.
 
 A process of its own, as a rogue publisher would be: flooding from the test process would starve that process's
 own arm and policy of the interpreter, which is not what the test is about."""
@@ -33,7 +36,7 @@ def rogue_chunk(points: int, request_id: int) -> ActionChunk:
     )
 
 
-def main(seconds: float) -> None:
+def main(seconds: float, rate: float) -> None:
     rclpy.init()
     node = rclpy.create_node("rogue_publisher")
     pub = node.create_publisher(ActionChunk, "/smolvla/action_chunk", 10)
@@ -43,8 +46,11 @@ def main(seconds: float) -> None:
         time.sleep(0.01)
     short, long = rogue_chunk(20, 10**9), rogue_chunk(10_000, 10**9 + 1)
     sent, start = 0, time.time()
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    begin = time.monotonic()
+    while (now := time.monotonic()) < begin + seconds:
+        if now < begin + sent / rate:
+            time.sleep(begin + sent / rate - now)
+            continue
         pub.publish(long if sent % 100 == 0 else short)
         sent += 1
     print(f"sent {sent} {start:.6f} {time.time():.6f}", flush=True)
@@ -53,4 +59,4 @@ def main(seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]))
+    main(float(sys.argv[1]), float(sys.argv[2]))
