@@ -59,7 +59,7 @@ ARGUMENTS = [
     ("control_rate", "", "control rate in Hz (executor, simulated arm); default: the checkpoint's frame rate"),
     ("chunk_size", "", "actions per chunk (executor, expert); must match the checkpoint"),
     ("device", "", "torch device of the model: cpu, cuda, ..."),
-    ("dtype", "", "model dtype: float32 or bfloat16"),
+    ("dtype", "", "model dtype: auto (bfloat16 where the device multiplies it natively), float32 or bfloat16"),
     ("config_dir", "", "directory with the parameter files (default: the installed share/smolvla_ros/config)"),
     ("record_dir", "", "also record episodes (rosbag2, for smolvla-train) into this directory; empty: no recorder"),
     ("task", "", "task text of the recorded episodes (default: instruction, else recorder.yaml's)"),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from smolvla.camera_mapping import entry_topics
+from smolvla.model_dtype import DTYPE_CHOICES
 from smolvla.robot_interface import INTERFACE_FILE, RobotInterface
 
 PACKAGE = "smolvla_ros"
@@ -631,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="frame rate of a checkpoint without robot_interface.json")
     parser.add_argument("--calibration-file", help="the arm's LeRobot calibration JSON (for LeRobot's units)")
     parser.add_argument("--device", help="torch device for the model (cpu, cuda, ...)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype")
+    parser.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, help="model dtype (auto: bfloat16 where the device multiplies it natively)"
+    )
     parser.add_argument("--config-dir", type=Path, help="look for parameter files here first")
     parser.add_argument(
         "--record",

@@ -24,6 +24,7 @@ from smolvla.deployment import DeploymentError, prepare_deployment
 from smolvla.images import CompressedImage as CompressedFrame
 from smolvla.images import RawImage
 from smolvla.instruction import check_instruction
+from smolvla.model_dtype import DTYPE_CHOICES, resolve_dtype
 from smolvla.observation import RateLimiter, sample_stamp
 from smolvla.parameters import Check, integer, names, number, one_of, text
 from smolvla.policy_runner import ChunkResult, NoChunk, NoChunkKind, PolicyRunner
@@ -47,7 +48,7 @@ PARAMETERS: dict[str, object] = {
     "calibration_file": "",
     "checkpoint": "",
     "device": "cpu",
-    "dtype": "float32",
+    "dtype": "auto",
     "compile": False,
     "torch_threads": 0,
     "warmup": True,
@@ -97,7 +98,7 @@ CHECKS: dict[str, Check] = {
     "calibration_file": text(lambda value: None),
     "checkpoint": text(lambda v: None if v.strip() else "must be set: a Hugging Face hub id or a local directory"),
     "device": text(_not_empty),
-    "dtype": one_of("float32", "bfloat16"),
+    "dtype": one_of(*DTYPE_CHOICES),
     "torch_threads": integer(0, 1024),
     "added_latency": number(0.0, 60.0),
     "instruction": text(_instruction_problem),
@@ -167,9 +168,12 @@ class PolicyNode(Node):
             torch.set_num_threads(p["torch_threads"])
 
         self.get_logger().info(f"checkpoint {p['checkpoint']}: {deployment.describe()}")
-        self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({p['dtype']})")
+        dtype = resolve_dtype(p["dtype"], p["device"])
+        self.get_logger().info(f"loading checkpoint {p['checkpoint']} on {p['device']} ({dtype.dtype}, {dtype.reason})")
+        if dtype.warning:
+            self.get_logger().warning(dtype.warning)
         policy = SmolVLAPolicy.from_pretrained(
-            deployment.directory, device=p["device"], dtype=p["dtype"], compile=p["compile"]
+            deployment.directory, device=p["device"], dtype=dtype.dtype, compile=p["compile"]
         )
         if p["warmup"]:
             self._warm_up(policy)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..model_dtype import resolve_dtype
 from ..robot_interface import INTERFACE_FILE, RobotInterface, RobotInterfaceError
 from . import checkpoint as ckpt
 from .configuration import BackboneConfig, SmolVLAConfig
@@ -85,9 +86,12 @@ class SmolVLAPolicy:
         """Load a checkpoint in the published layout from a local directory or a hub repo id.
 
         Hub downloads go through huggingface_hub, so HF_HOME / HF_HUB_CACHE and HF_HUB_OFFLINE=1 apply. `dtype`
-        is the dtype of VLM and expert ('float32' or 'bfloat16'); `compile` compiles the vision encoder and
-        the denoising step (see `compile`).
+        is the dtype of VLM and expert ('float32', 'bfloat16', or 'auto': bfloat16 where the device multiplies it
+        natively, see `smolvla.model_dtype`); `compile` compiles the vision encoder and the denoising step (see
+        `compile`).
         """
+        if dtype == "auto":
+            dtype = resolve_dtype(dtype, device).dtype
         loaded = ckpt.load_checkpoint(name_or_path, parse_dtype(dtype))
         interface = RobotInterface.load(loaded.directory)
         policy = cls(
