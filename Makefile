@@ -10,7 +10,7 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference parity-reference parity-dataset bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference bench-matmul parity-reference parity-dataset bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          the simulated arm through the whole graph, scripted expert policy (smolvla_demo --policy smolvla: the learned one)"
@@ -23,7 +23,8 @@ help:
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
 	@echo "make eval-async    sync vs async vs continuous execution in simulation"
 	@echo "make bench-model   SmolVLA latency per chunk on this machine (450M and the demo model), with and without RTC"
-	@echo "make bench-reference  the same, compiled too, side by side with LeRobot 0.4.4 (own venv)"
+	@echo "make bench-reference  the same in dtype auto, compiled too, side by side with LeRobot 0.4.4 (own venv)"
+	@echo "make bench-matmul  matrix-product GFLOP/s per number format and the work per chunk: what bounds a chunk here"
 	@echo "make parity-reference  LeRobot 0.4.4 vs ours on the same random weights (own venv; fails on mismatch)"
 	@echo "make parity-dataset    LeRobot 0.4.4 vs our LeRobotDataset v3 reader and smolvla-convert (own venv; fails on mismatch)"
 	@echo "make bench-ros     executor jitter and ROS overhead"
@@ -91,7 +92,10 @@ bench-model: $(VENV_STAMP)
 
 bench-reference: $(VENV_STAMP)
 	tools/setup_reference_venv.sh
-	$(IN_ENV) python benchmarks/bench_model.py --dtypes bfloat16 --modes eager compiled --reference
+	$(IN_ENV) python benchmarks/bench_model.py --dtypes auto --modes eager compiled --reference
+
+bench-matmul: $(VENV_STAMP)
+	$(IN_ENV) python benchmarks/bench_matmul.py
 
 parity-reference: $(VENV_STAMP)
 	tools/setup_reference_venv.sh

@@ -18,7 +18,7 @@ tiny test architecture (smolvla.policy.tiny, chunk of 50) instead of the 450M on
 checkpoint (e.g. the shipped demo model, checkpoints/so101_cube_scratch) with its own weights, cameras and
 tokenizer (--cameras and --size do not apply).
 
-Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16]
+Usage: python benchmarks/bench_model.py [--repeats N] [--threads T] [--cameras 1 3] [--dtypes float32 bfloat16 auto]
        [--modes eager compiled] [--reference [PYTHON]] [--rtc] [--size full|tiny] [--checkpoint DIR]
 """
 
@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from smolvla.model_dtype import DTYPE_CHOICES, resolve_dtype
 
 #: Published reference latencies (LeRobot 0.4.4, peer-latency.md): 2-vCPU Sapphire Rapids (AMX), VLM bf16 or
 #: fp32, expert fp32; seconds per chunk. The 1-camera bf16 row used 16 language tokens (81 prefix tokens).
@@ -228,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed predict_chunk calls per configuration")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=DTYPE_CHOICES,
+        help="auto: the dtype the policy node's dtype auto picks on this machine",
+    )
     parser.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compiled"])
     parser.add_argument(
         "--reference",
@@ -252,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(result))
         return 0
+    args.dtypes = list(dict.fromkeys(resolve_dtype(d, "cpu").dtype for d in args.dtypes))
     if args.reference and args.checkpoint:
         parser.error("--reference compares random 450M weights: not with --checkpoint")
     if args.reference and not Path(args.reference).exists():
