@@ -54,7 +54,8 @@ def native_bfloat16(device: object, flags: frozenset[str] | None = None) -> bool
     if kind == "cuda":
         import torch
 
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Without including_emulation=False, torch reports bf16 as supported on GPUs that only emulate it.
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if kind != "cpu":
         return None
     flags = cpu_flags() if flags is None else flags
