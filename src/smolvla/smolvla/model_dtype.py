@@ -3,7 +3,7 @@
 bfloat16 halves the work of a matrix product only where the hardware multiplies bf16 natively: CUDA GPUs from
 Ampere on, x86 CPUs with AVX512-BF16 or AMX, ARM CPUs with the BF16 extension. Elsewhere PyTorch converts every
 block to float32 and back, and a chunk takes several times longer than in float32 (measured on a 2-core AVX2 AMD
-EPYC: 9.4 GFLOP/s against 62 GFLOP/s for float32, 82 s against 11 s per 2-camera chunk; docs/model.md, "Speed").
+EPYC: 10.8 GFLOP/s against 66.9 for float32, 82 s against 11 s per 2-camera chunk; docs/model.md, "Speed").
 """
 
 from __future__ import annotations
@@ -87,6 +87,6 @@ def resolve_dtype(requested: str, device: object, flags: frozenset[str] | None =
     if requested == "bfloat16" and native is False:
         warning = (
             f"dtype bfloat16 on a device that emulates it ({where}): a chunk takes several times longer than in "
-            "float32 (7.5x on a 2-core AVX2 CPU, measured); set dtype to auto or float32"
+            "float32 (about 7x on a 2-core AVX2 CPU, measured); set dtype to auto or float32"
         )
     return DtypeChoice(requested, "as set", warning)

@@ -46,7 +46,7 @@ def test_auto_is_float32_where_native_bfloat16_cannot_be_told():
 
 def test_explicit_dtypes_are_kept_and_emulated_bfloat16_is_warned_about():
     emulated = resolve_dtype("bfloat16", "cpu", AVX2)
-    assert emulated.dtype == "bfloat16" and "7.5x" in emulated.warning and "auto or float32" in emulated.warning
+    assert emulated.dtype == "bfloat16" and "about 7x" in emulated.warning and "auto or float32" in emulated.warning
     assert resolve_dtype("bfloat16", "cpu", ZEN5).warning is None
     assert resolve_dtype("bfloat16", "mps").warning is None  # unknown: no claim either way
     assert resolve_dtype("float32", "cpu", AVX2) == resolve_dtype("float32", "cpu", ZEN5)
