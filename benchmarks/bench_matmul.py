@@ -27,6 +27,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import LoadMeter  # noqa: E402
 
+from smolvla.model_dtype import cpu_flags  # noqa: E402
+
 TOKENS, WIDTH, HIDDEN = 1024, 768, 3072  # SigLIP in SmolVLM2-500M: 32 x 32 patches of a 512 x 512 image
 FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "bf16", "i8mm")
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith(("flags", "Features")) for flag in line.split()}
+    flags = cpu_flags() or frozenset()
     machine = {
         "cpu": names[0] if names else "unknown",
         "cpus": os.cpu_count(),
