@@ -56,19 +56,26 @@ chaos: setup
 demo: setup
 	$(IN_ENV) smolvla_demo
 
-# The from-scratch recipe (docs/training.md): demonstrations from seeds 0..59 through the real graph (lock-step
+# The from-scratch recipe (docs/training.md): demonstrations from seeds 0..479 through the real graph (lock-step
 # simulation, so a loaded machine cannot change them), then a compact SmolVLA trained on them. Seeds >= 1000 are
-# held out for make eval-policy. DEMOS and RUN must not exist yet (nothing is overwritten).
+# held out for make eval-policy. The lock-step simulation runs at the executor's 30 Hz and one graph uses about
+# half of this 2-core machine, so two graphs record side by side, each in its own ROS domain. DEMOS and RUN must
+# not exist yet (nothing is overwritten).
 DEMOS ?= outputs/demos
 RUN ?= outputs/train-demo
+RECORD := smolvla_demo --policy expert --episodes 240 --latency 0.1 --lockstep --timeout 40
 train-demo: setup
 	@if [ -e "$(DEMOS)" ] || [ -e "$(RUN)" ]; then echo "$(DEMOS) or $(RUN) exists: move it away or set DEMOS=/RUN="; exit 1; fi
-	$(IN_ENV) smolvla_demo --policy expert --episodes 60 --seed 0 --latency 0.1 --lockstep --timeout 40 \
-	  --record $(DEMOS) --output-dir $(RUN)-recording
-	$(IN_ENV) smolvla-train $(DEMOS) --from-scratch --output $(RUN) \
-	  --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
-	  --steps 4000 --batch-size 16 --lr 5e-4 --warmup-steps 100 --augment --val-episodes 3 --val-every 250 \
-	  --save-every 500 --log-every 25
+	mkdir -p "$(dir $(RUN))"
+	$(IN_ENV) ROS_DOMAIN_ID=61 $(RECORD) --seed 0 --record $(DEMOS)/seeds-0-239 \
+	  --output-dir $(RUN)-recording/seeds-0-239 > $(RUN)-recording.seeds-0-239.log 2>&1 & first=$$!; \
+	  $(IN_ENV) ROS_DOMAIN_ID=62 $(RECORD) --seed 240 --record $(DEMOS)/seeds-240-479 \
+	  --output-dir $(RUN)-recording/seeds-240-479 | tee $(RUN)-recording.seeds-240-479.log; \
+	  wait $$first || { echo "recording seeds 0-239 failed: $(RUN)-recording.seeds-0-239.log"; exit 1; }
+	$(IN_ENV) smolvla-train $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
+	  --output $(RUN) --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
+	  --steps 9000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --val-episodes 10 --val-every 1000 \
+	  --save-every 1000 --log-every 100
 	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"
 
 EVAL_ARGS ?=
