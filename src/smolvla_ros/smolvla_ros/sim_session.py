@@ -65,6 +65,31 @@ class TickCommand:
     names: tuple[str, ...]
 
 
+class PlacementEdges:
+    """Placements as the rising edges of the simulator's task-success flag, which it publishes with every state.
+
+    After a reset the previous scene's True can still be queued behind it; counted as a placement, it would end
+    the new episode at once as a success (and keep an empty demonstration). `rearm` makes a True count again only
+    after the new scene has been reported unplaced.
+    """
+
+    def __init__(self) -> None:
+        self._success = False
+        self.times: list[float] = []
+
+    def rearm(self) -> None:
+        """The scene was reset: ignore success until the simulator reports the new scene unplaced."""
+        self._success = True
+
+    def update(self, success: bool, now: float) -> bool:
+        """Take one success message received at `now`; True when it is a placement (also kept in `times`)."""
+        placed = success and not self._success
+        if placed:
+            self.times.append(now)
+        self._success = success
+        return placed
+
+
 class SimSession:
     """See the module docstring. Use as a context manager; all waits raise TimeoutError with a reason."""
 
@@ -81,8 +106,7 @@ class SimSession:
             rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("sim_session", context=self._context)
         self._lock = threading.Lock()
-        self._success = False
-        self.placements: list[float] = []
+        self._placements = PlacementEdges()
         self.status: list[StatusSample] = []
         self.ticks: list[TickCommand] = []
         self.frames: dict[str, list[tuple[float, np.ndarray]]] = {topic: [] for topic in CAMERA_TOPICS}
@@ -116,9 +140,7 @@ class SimSession:
     # --- subscriptions ------------------------------------------------------------------------------------
     def _on_success(self, msg: Bool) -> None:
         with self._lock:
-            if msg.data and not self._success:
-                self.placements.append(time.monotonic())
-            self._success = msg.data
+            self._placements.update(msg.data, time.monotonic())
 
     def _on_status(self, msg: ExecutorStatus) -> None:
         sample = StatusSample(
@@ -214,7 +236,7 @@ class SimSession:
             self.set_parameters("/so101_sim", {"seed": seed}, timeout)
         response = self._call(self._reset, Trigger.Request(), timeout)
         with self._lock:
-            self._success = False
+            self._placements.rearm()
         if self._recorder is not None:
             # While the executor holds: it sends no commands, so the bag (which starts once every topic has sent)
             # begins with the first command after the reset, at the seeded start pose.
@@ -245,7 +267,7 @@ class SimSession:
     def placements_since(self, start: float) -> list[float]:
         """Placement times in seconds after start."""
         with self._lock:
-            return [t - start for t in self.placements if t >= start]
+            return [t - start for t in self._placements.times if t >= start]
 
     def wait_placement(self, start: float, timeout: float) -> float | None:
         """Seconds from start to the first placement after it, or None after timeout seconds."""
