@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--val-every", type=int, default=defaults.val_every, help="steps between validation losses")
     opt.add_argument("--augment", action="store_true", help="random shifts and colour jitter of the images")
+    opt.add_argument(
+        "--state-noise",
+        type=float,
+        default=defaults.state_noise,
+        help="standard deviation of Gaussian noise on the training samples' joint state (radians), so the policy "
+        "must use the images",
+    )
     opt.add_argument("--bf16", action="store_true", help="bfloat16 autocast (measure: not faster on every CPU)")
     opt.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -269,6 +276,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         num_workers=args.num_workers,
         val_every=args.val_every,
         augment=args.augment,
+        state_noise=args.state_noise,
         bf16=args.bf16,
         grad_accum=args.grad_accum,
     )

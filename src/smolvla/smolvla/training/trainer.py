@@ -67,6 +67,10 @@ class TrainConfig:
     #: At most this many validation frames (evenly spread), so a validation pass stays short.
     val_frames: int = 256
     augment: bool = False
+    #: Standard deviation of Gaussian noise added to each training sample's joint state (the data's units, radians
+    #: for this workspace's bags); 0: none. Mid-reach, a scripted demonstration's state already says where the arm
+    #: is going, so without noise a policy can fit the actions while ignoring the images; with it, it must look.
+    state_noise: float = 0.0
     #: bfloat16 autocast for forward and backward (weights stay float32). Faster only where the CPU or GPU has
     #: bf16 units; measure with a few steps first.
     bf16: bool = False
@@ -87,6 +91,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not (math.isfinite(self.decay_lr) and 0 <= self.decay_lr <= self.lr):
             raise ValueError(f"decay_lr must be in [0, lr], got {self.decay_lr}")
+        if not (math.isfinite(self.state_noise) and self.state_noise >= 0):
+            raise ValueError(f"state_noise must not be negative, got {self.state_noise}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must not be negative, got {self.weight_decay}")
         if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
@@ -258,10 +264,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.policy.device.type, dtype=torch.bfloat16)
 
-    def _loss(self, batch: dict, images: torch.Tensor, noise: torch.Tensor | None, time: torch.Tensor | None):
+    def _loss(self, batch: dict, noise: torch.Tensor | None, time: torch.Tensor | None):
         with self._autocast():
             return self.policy.compute_loss(
-                images,
+                batch["images"],
                 batch["image_mask"],
                 batch["task"],
                 batch["state"],
@@ -271,21 +277,27 @@ class Trainer:
                 time=time,
             )
 
-    def _sample_draws(self, batch: dict, first: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Noise, time and (augmented) images of the samples at positions first, first + 1, ... of this step's
-        global batch, each from its own generator."""
+    def _sample_draws(self, batch: dict, first: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Noise, time and the batch with (augmented) images and (noisy) states, of the samples at positions
+        first, first + 1, ... of this step's global batch, each from its own generator."""
         chunk, dim = self.policy.chunk_size, self.policy.config.max_action_dim
-        images, mask = batch["images"], batch["image_mask"]
-        noise, uniform, augmented = [], [], []
+        images, mask, state = batch["images"], batch["image_mask"], batch["state"]
+        noise, uniform, augmented, state_noise = [], [], [], []
         for j in range(images.shape[0]):
             generator = torch.Generator().manual_seed(draw_seed(self.config.seed, self.step, first + j))
             noise.append(torch.randn(chunk, dim, generator=generator))
             uniform.append(torch.rand((), generator=generator))
             if self._augment is not None:
                 augmented.append(self._augment(images[j : j + 1], mask[j : j + 1], generator))
-        images = torch.cat(augmented) if augmented else images
+            if self.config.state_noise > 0:
+                state_noise.append(torch.randn(state.shape[1:], generator=generator) * self.config.state_noise)
+        drawn = dict(batch)
+        if augmented:
+            drawn["images"] = torch.cat(augmented)
+        if state_noise:
+            drawn["state"] = state + torch.stack(state_noise).to(state.dtype)
         device = self.policy.device
-        return torch.stack(noise).to(device), flow_time(torch.stack(uniform)).to(device), images
+        return torch.stack(noise).to(device), flow_time(torch.stack(uniform)).to(device), drawn
 
     def train_step(
         self,
@@ -311,7 +323,7 @@ class Trainer:
         loss = torch.zeros((), dtype=torch.float64)
         for index, part in enumerate(micro):
             size = part["state"].shape[0]
-            part_noise, part_time, images = self._sample_draws(part, position)
+            part_noise, part_time, part = self._sample_draws(part, position)
             given = slice(position - first, position - first + size)
             if noise is not None:
                 part_noise = noise[given].to(self.policy.device)
@@ -321,7 +333,7 @@ class Trainer:
             last = index == len(micro) - 1
             sync = self._forward.no_sync() if self.distributed.enabled and not last else contextlib.nullcontext()
             with sync:
-                share = self._forward(part, images, part_noise, part_time) * (counts[index] / total)
+                share = self._forward(part, part_noise, part_time) * (counts[index] / total)
                 # DistributedDataParallel averages the processes' gradients; the shares are meant to be summed.
                 (share * world).backward()
             loss += share.detach().double().cpu()
@@ -345,7 +357,7 @@ class Trainer:
             b = batch["state"].shape[0]
             noise = torch.randn(b, chunk, dim, generator=generator).to(self.policy.device)
             time = flow_time(torch.rand(b, generator=generator)).to(self.policy.device)
-            total += self._loss(batch, batch["images"], noise, time).item() * b
+            total += self._loss(batch, noise, time).item() * b
             count += b
         return total / max(count, 1)
 

@@ -233,3 +233,41 @@ def test_smolvla_train_on_a_lerobot_dataset_records_its_units_and_cameras(tiny_t
     dataset = LeRobotDataset(root)
     expected = dataset_statistics([dataset.episode(e, SO100_JOINT_NAMES) for e in (0, 1)])
     torch.testing.assert_close(policy.normalizer.action_mean, expected.action_mean)
+
+
+def test_state_noise_perturbs_the_training_state_only_reproducibly_and_leaves_the_batch_alone(bags, monkeypatch):
+    """`state_noise`: the loss of a training step sees each sample's joint state plus N(0, sigma^2) noise of its own
+    (the same for the same seed and step), the validation loss sees the recorded state, and the batch is not
+    modified in place."""
+    episode = load_episode(bags / "episode_0", TOPICS, task=TASK)
+    config = compact_config(((3, 24, 32), (3, 24, 32)), chunk_size=10, image_size=32)
+    dataset = EpisodeDataset([episode], chunk_size=10, n_slots=2, image_size=config.resize_imgs_with_padding)
+    batch = default_collate([dataset[i] for i in range(len(dataset))])
+    recorded = batch["state"].clone()
+    seen: list[torch.Tensor] = []
+
+    def policy_seeing_states(sigma: float) -> SmolVLAPolicy:
+        policy = compact_policy(config, dataset_statistics([episode]), seed=0)
+        compute_loss = policy.compute_loss
+
+        def spy(images, image_mask, tasks, state, *args, **kwargs):
+            seen.append(state.detach().clone())
+            return compute_loss(images, image_mask, tasks, state, *args, **kwargs)
+
+        monkeypatch.setattr(policy, "compute_loss", spy)
+        return policy
+
+    for sigma in (0.0, 0.1, 0.1):
+        trainer = Trainer(policy_seeing_states(sigma), TrainConfig(steps=2, batch_size=len(dataset), state_noise=sigma))
+        trainer.train_step(batch)
+    assert torch.equal(batch["state"], recorded)
+    clean, noisy, again = seen
+    assert torch.equal(clean, recorded)
+    assert torch.equal(noisy, again)
+    offsets = noisy - recorded
+    assert 0.08 < float(offsets.std()) < 0.12 and abs(float(offsets.mean())) < 0.03
+    assert not torch.equal(offsets[0], offsets[1])  # each sample its own draw
+    trainer.validation_loss(torch.utils.data.DataLoader(dataset, batch_size=len(dataset)))
+    assert torch.equal(seen[-1], recorded)
+    with pytest.raises(ValueError, match="state_noise"):
+        TrainConfig(state_noise=-0.1)
