@@ -4,9 +4,9 @@ For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) 
 smolvla_ros.launcher. The policy side is by default the scripted expert answering with an artificial latency
 (default 1.5 s, about smolvla_base's chunk latency on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency
 is 90 % of a 50-action chunk, so every mode starves alike (see docs/async-inference.md). With --policy smolvla it is
-the SmolVLA policy node with the checkpoint shipped with the package (trained from scratch in simulation; it does
-not place cubes yet), at its 30 Hz, with --latency seconds added to every chunk computation (default 1.0 s: most of
-a 50-action chunk, where sync starves and async does not). Each seed is a run: the arm starts at
+the SmolVLA policy node with the checkpoint shipped with the package (trained from scratch in simulation; it places
+the cube on half of the held-out seeds), at its 30 Hz, with --latency seconds added to every chunk computation
+(default 1.0 s: most of a 50-action chunk, where sync starves and async does not). Each seed is a run: the arm starts at
 home in the seeded scene, a new cube and target appear one second after every placement, and the run lasts
 --duration seconds. Reported
 per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
