@@ -81,13 +81,11 @@ class PlacementEdges:
         """The scene was reset: ignore success until the simulator reports the new scene unplaced."""
         self._success = True
 
-    def update(self, success: bool, now: float) -> bool:
-        """Take one success message received at `now`; True when it is a placement (also kept in `times`)."""
-        placed = success and not self._success
-        if placed:
+    def update(self, success: bool, now: float) -> None:
+        """Take one success message received at `now`; a placement goes into `times`."""
+        if success and not self._success:
             self.times.append(now)
         self._success = success
-        return placed
 
 
 class SimSession:
