@@ -13,7 +13,7 @@ IN_ENV := source ./env.sh &&
 .PHONY: help setup test lint chaos demo train-demo eval-policy eval-rtc queue-sim eval-async bench-model bench-reference bench-matmul parity-reference parity-dataset bench-ros bench-driver lock clean
 
 help:
-	@echo "make demo          the simulated arm through the whole graph, scripted expert policy (smolvla_demo --policy smolvla: the learned one)"
+	@echo "make demo          the shipped learned SmolVLA policy on the simulated arm through the whole graph (--policy expert: the scripted one)"
 	@echo "make train-demo    record expert demonstrations and train a SmolVLA from scratch on them (CPU, < 2 h)"
 	@echo "make eval-policy   a checkpoint (default: the shipped one) on 20 held-out seeds; EVAL_ARGS=... for options"
 	@echo "make eval-rtc      real-time chunking vs weighted_average vs latest_only on the learned policy: seams, jerk"
@@ -21,7 +21,7 @@ help:
 	@echo "make setup         only the setup: .venv, pinned wheels, colcon build"
 	@echo "make chaos         fault injection into the running graph: bad input, floods, signals; table + JSON line"
 	@echo "make queue-sim     action-queue simulator: idle ticks and queue size for thresholds g"
-	@echo "make eval-async    sync vs async vs continuous execution in simulation"
+	@echo "make eval-async    sync vs async vs continuous execution in simulation, learned policy with 1 s added latency"
 	@echo "make bench-model   SmolVLA latency per chunk on this machine (450M and the demo model), with and without RTC"
 	@echo "make bench-reference  the same in dtype auto, compiled too, side by side with LeRobot 0.4.4 (own venv)"
 	@echo "make bench-matmul  matrix-product GFLOP/s per number format and the work per chunk: what bounds a chunk here"
@@ -74,7 +74,7 @@ train-demo: setup
 	  wait $$first || { echo "recording seeds 0-239 failed: $(RUN)-recording.seeds-0-239.log"; exit 1; }
 	$(IN_ENV) smolvla-train $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
 	  --output $(RUN) --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
-	  --steps 9000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --state-noise 0.3 --val-episodes 10 \
+	  --steps 18000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --state-noise 0.3 --val-episodes 10 \
 	  --val-every 1000 --save-every 1000 --log-every 100
 	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"
 

@@ -1,16 +1,17 @@
 """`smolvla_eval_async` (make eval-async): the paper's Figure-5 experiment on the simulated SO-101.
 
 For each executor mode (sync: g = 0, async: g = --threshold, continuous: g = 1) the whole graph is started through
-smolvla_ros.launcher. The policy side is by default the scripted expert answering with an artificial latency
-(default 1.5 s, about smolvla_base's chunk latency on this 2-core CPU), at 10 Hz by default: at 30 Hz such a latency
-is 90 % of a 50-action chunk, so every mode starves alike (see docs/async-inference.md). With --policy smolvla it is
-the SmolVLA policy node with the checkpoint shipped with the package (trained from scratch in simulation; it places
-the cube on half of the held-out seeds), at its 30 Hz, with --latency seconds added to every chunk computation
-(default 1.0 s: most of a 50-action chunk, where sync starves and async does not). Each seed is a run: the arm starts at
-home in the seeded scene, a new cube and target appear one second after every placement, and the run lasts
---duration seconds. Reported
-per mode: success rate (first cube placed within --success-limit s), mean task completion time (time to that first
-placement) and cubes placed in 60 s. The last line is one JSON object with everything.
+smolvla_ros.launcher. The policy side is by default the SmolVLA policy node with the checkpoint shipped with the
+package (trained from scratch in simulation), at its 30 Hz, with --latency seconds added to every chunk computation
+(default 1.0 s: most of a 50-action chunk, so sync waits for every chunk; at g = 0.7 async has only 35 actions
+left when it asks, see docs/simulation.md for what that does). With --policy expert it is the
+scripted expert answering with an artificial latency (default 1.5 s, about smolvla_base's chunk latency on this
+2-core CPU), at 10 Hz by default: at 30 Hz such a latency is 90 % of a 50-action chunk, so every mode starves alike
+(see docs/async-inference.md). Each seed is a run (held-out seeds from 1000 by default, which no demonstration
+used): the arm starts at home in the seeded scene, a new cube and target appear one second after every placement,
+and the run lasts --duration seconds. Reported per mode: success rate (first cube placed within --success-limit s),
+mean task completion time (time to that first placement) and cubes placed in 60 s. The last line is one JSON object
+with everything.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from smolvla.sim.evaluation import RunResult, summarize
-from smolvla_ros.eval_policy import load_figures
+from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED, load_figures
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession
@@ -34,7 +35,7 @@ MODES = {"sync": 0.0, "async": None, "continuous": 1.0}
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smolvla_eval_async", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", choices=("smolvla", "expert"), default="expert", help="the policy side")
+    parser.add_argument("--policy", choices=("smolvla", "expert"), default="smolvla", help="the policy side")
     parser.add_argument("--checkpoint", help="SmolVLA checkpoint (--policy smolvla); default: the shipped one")
     parser.add_argument(
         "--latency",
@@ -48,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Hz (executor, policy, arm); default: 30 for SmolVLA (its training rate), 10 for the expert (at 30 Hz "
         "a 1.5 s latency is 90%% of a 50-action chunk and every mode starves)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="runs per mode (seeds 0 .. seeds-1)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per mode (seeds first-seed, +1, ...)")
+    parser.add_argument(
+        "--first-seed", type=int, default=FIRST_HELD_OUT_SEED, help="scene seed of the first run (default: held out)"
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--success-limit", type=float, default=30.0, help="first cube within this many seconds")
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
@@ -81,15 +85,19 @@ def _run_mode(args: argparse.Namespace, mode: str, log) -> list[RunResult]:
         extra={
             # The same 3 rad/s velocity limit whatever the rate.
             "executor": {"max_velocity": 3.0, "tick_clock": args.tick_clock},
-            "robot": {"seed": 0, "respawn_delay": 1.0, **({} if args.cameras or not expert else {"camera_rate": 0.0})},
+            "robot": {
+                "seed": args.first_seed,
+                "respawn_delay": 1.0,
+                **({} if args.cameras or not expert else {"camera_rate": 0.0}),
+            },
             "policy": policy,
         },
     )
     results = []
     with Launcher(graph_nodes(options), output=log) as launcher, SimSession() as session:
         session.wait_ready(timeout=120.0)
-        for seed in range(args.seeds):
-            start, scene = session.start_episode()
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            start, scene = session.start_episode(seed=seed)
             idle_before = session.status_snapshot()[-1].idle_ticks
             time.sleep(args.duration)
             placed = tuple(t for t in session.placements_since(start) if t <= args.duration)
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> dict:
         "tick_clock": args.tick_clock,
         "threshold": args.threshold,
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "duration": args.duration,
         "success_limit": args.success_limit,
         **load_figures(load_before, load_after),

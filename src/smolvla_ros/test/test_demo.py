@@ -22,6 +22,8 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         find_executable("smolvla_demo"),
         "--policy",
         "expert",
+        "--seed",
+        "0",
         "--episodes",
         "2",
         "--timeout",

@@ -1,25 +1,24 @@
-"""The checkpoint shipped with the package: what it is, and the learned policy driving the simulated arm through the
-real graph (simulated SO-101 in lock-step, the SmolVLA policy node, the executor) on a held-out seed."""
+"""The checkpoint shipped with the package: what it is, and the learned policy placing the cube on a held-out seed
+through the real graph (simulated SO-101 in lock-step, the SmolVLA policy node, the executor), run by
+`smolvla_eval_policy` as `make eval-policy` runs it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
-import numpy as np
 import pytest
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import JointState
 
 from smolvla.policy import SmolVLAPolicy
 from smolvla.robot_interface import SO100_FPS, SO100_JOINT_NAMES
-from smolvla.sim.arm import HOME_POSITION
-from smolvla_msgs.msg import ActionChunk
 from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED
-from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
+from smolvla_ros.launcher import find_executable
 from smolvla_ros.shipped import EVALUATION_FILE, shipped_checkpoint
-from smolvla_ros.sim_session import SimSession
 
-#: A held-out scene (never a demonstration's).
+#: A held-out scene (never a demonstration's) that the shipped checkpoint places reliably. The policy samples its
+#: chunks from noise and the executor's requests follow the wall clock, so no episode repeats bit for bit; this seed
+#: was placed in make eval-policy and in 6 of 6 runs with other noise (in-process, 4.7-19.1 s), and the test allows
+#: 90 s, time for more than one grasp.
 SEED = FIRST_HELD_OUT_SEED
 
 
@@ -38,34 +37,16 @@ def test_the_shipped_checkpoint_is_small_trained_from_scratch_and_describes_its_
 
 
 @pytest.mark.ros
-def test_the_shipped_policy_drives_the_arm_through_the_real_graph_in_lock_step(ros, tmp_path):
-    """The SmolVLA policy node loads the shipped checkpoint and answers the executor's chunk requests with chunks the
-    executor plays: the arm leaves its home pose on a held-out seed. (Placing the cube is not asserted: it does on
-    half of the held-out seeds, see its evaluation.json and the model card.)"""
-    options = GraphOptions(
-        sim=True,
-        policy="smolvla",
-        checkpoint=str(shipped_checkpoint()),
-        extra={"robot": {"seed": SEED, "respawn_delay": -1.0, "lockstep": True}},
-    )
-    node = ros.node("shipped_policy_probe")
-    chunks: list[ActionChunk] = []
-    states: list[np.ndarray] = []
-    node.create_subscription(ActionChunk, "/smolvla/action_chunk", chunks.append, 10)
-    node.create_subscription(
-        JointState, "/joint_states", lambda m: states.append(np.array(m.position)), qos_profile_sensor_data
-    )
-    with (
-        open(tmp_path / "nodes.log", "w") as log,
-        Launcher(graph_nodes(options), output=log) as launcher,
-        SimSession() as session,
-    ):
-        session.wait_ready(timeout=180.0)
-        session.start_episode()
-        first = len(chunks)
-        ros.wait_for(lambda: len(chunks) >= first + 3, 120.0, "three chunks from the shipped policy")
-        ros.spin_for(1.0)
-        assert launcher.running()
-    assert all(len(m.trajectory.points) == 50 for m in chunks)
-    moved = max(float(np.max(np.abs(s - HOME_POSITION))) for s in states[-30:])
-    assert moved > 0.1, f"the arm stayed within {moved:.3f} rad of home"
+def test_the_shipped_policy_places_the_cube_on_a_held_out_seed_through_the_real_graph(tmp_path):
+    log = tmp_path / "nodes.log"
+    argv = [find_executable("smolvla_eval_policy"), "--seeds", "1", "--first-seed", str(SEED)]
+    argv += ["--lockstep", "--timeout", "90", "--log", str(log)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=400)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out + (log.read_text()[-6000:] if log.exists() else "")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["checkpoint"] == str(shipped_checkpoint())
+    assert summary["mode"] == "async" and summary["lockstep"]
+    assert [e["seed"] for e in summary["per_episode"]] == [SEED]
+    assert summary["success_rate"] == 1.0, out + log.read_text()[-6000:]
+    assert summary["median_chunk_latency_s"] > 0
