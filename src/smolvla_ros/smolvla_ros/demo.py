@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED
+from smolvla.sim.task import FIRST_HELD_OUT_SEED
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.recorder_node import NODE_NAME as RECORDER_NODE
 from smolvla_ros.shipped import shipped_checkpoint, shipped_summary
@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> tuple[int, bool]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `smolvla_demo`: exit status 0 when no node exited and, when recording, at least one
-    demonstration was kept. A scene the policy fails is a result, printed, not an error: the shipped learned policy
-    fails about 40 % of the held-out scenes, and failed demonstrations are discarded."""
+    demonstration was kept. A scene the policy fails is a result, printed, not an error: a learned policy fails some
+    scenes, and failed demonstrations are discarded."""
     args = _parser().parse_args(argv)
     succeeded, intact = run(args)
     sys.exit(0 if intact and (succeeded > 0 or not args.record) else 1)

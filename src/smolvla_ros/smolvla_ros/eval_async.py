@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from smolvla.sim.evaluation import RunResult, summarize
-from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED, load_figures
+from smolvla.sim.task import FIRST_HELD_OUT_SEED
+from smolvla_ros.eval_policy import load_figures
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession

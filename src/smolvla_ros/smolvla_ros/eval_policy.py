@@ -20,12 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from smolvla.sim.task import FIRST_HELD_OUT_SEED
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
 from smolvla_ros.sim_session import SimSession
-
-#: Held-out seeds start here; demonstrations for the shipped checkpoint use seeds below.
-FIRST_HELD_OUT_SEED = 1000
 
 
 def _parser() -> argparse.ArgumentParser:

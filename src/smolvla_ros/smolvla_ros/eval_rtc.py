@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from smolvla.async_inference.smoothness import StatusPoint, rms_jerk, seam_jumps, seam_ticks, seam_windows
+from smolvla.sim.task import FIRST_HELD_OUT_SEED
 from smolvla_ros.eval_policy import (
-    FIRST_HELD_OUT_SEED,
     Episode,
     chunk_latencies,
     describe,

@@ -11,7 +11,7 @@ import pytest
 
 from smolvla.policy import SmolVLAPolicy
 from smolvla.robot_interface import SO100_FPS, SO100_JOINT_NAMES
-from smolvla_ros.eval_policy import FIRST_HELD_OUT_SEED
+from smolvla.sim.task import FIRST_HELD_OUT_SEED
 from smolvla_ros.launcher import find_executable
 from smolvla_ros.shipped import EVALUATION_FILE, shipped_checkpoint
 

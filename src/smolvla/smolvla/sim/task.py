@@ -13,6 +13,8 @@ SAMPLING_BOUNDS = np.asarray([[0.13, -0.14], [0.29, 0.14]])
 #: obvious wrist roll (at +-45 degrees two rolls would be equally right, which a policy learns as their average).
 MAX_CUBE_YAW = np.pi / 6
 MIN_CUBE_TARGET_DISTANCE = 0.08
+#: Scene seeds from this one on are held out for evaluation: no demonstration (make train-demo: seeds 0-479) uses them.
+FIRST_HELD_OUT_SEED = 1000
 #: Cube centre within this distance (xy) of the target centre counts as placed.
 PLACE_TOLERANCE = 0.03
 #: The cube must have been lifted this far above its resting height, so pushing it to the target does not count.
