@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from smolvla.async_inference.config import AGGREGATION_NAMES
 from smolvla.sim.task import FIRST_HELD_OUT_SEED
 from smolvla_ros.launcher import GraphOptions, Launcher, graph_nodes
 from smolvla_ros.shipped import shipped_checkpoint
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per episode before it counts as failed")
     parser.add_argument("--mode", choices=("sync", "async", "continuous", "auto"), default="async")
     parser.add_argument("--g", type=float, help="queue threshold of the async mode (default: the executor's)")
+    parser.add_argument(
+        "--aggregation", choices=AGGREGATION_NAMES, help="how a chunk joins the queue (default: the executor's)"
+    )
     parser.add_argument("--added-latency", type=float, default=0.0, help="seconds added to every chunk computation")
     parser.add_argument(
         "--lockstep",
@@ -68,8 +72,11 @@ class Episode:
         return {"seed": self.seed, "success": self.success, "time_s": took, "idle_ticks": self.idle_ticks}
 
 
-def policy_graph(args: argparse.Namespace, checkpoint: str, added_latency: float) -> GraphOptions:
-    """The simulated graph with the SmolVLA policy node (args: mode, g, first_seed, lockstep)."""
+def policy_graph(
+    args: argparse.Namespace, checkpoint: str, added_latency: float, aggregation: str | None = None
+) -> GraphOptions:
+    """The simulated graph with the SmolVLA policy node (args: mode, g, first_seed, lockstep); aggregation None:
+    the executor's."""
     return GraphOptions(
         sim=True,
         policy="smolvla",
@@ -79,6 +86,7 @@ def policy_graph(args: argparse.Namespace, checkpoint: str, added_latency: float
         extra={
             "robot": {"seed": args.first_seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
             **({"policy": {"added_latency": added_latency}} if added_latency else {}),
+            **({"executor": {"aggregation": aggregation}} if aggregation else {}),
         },
     )
 
@@ -120,16 +128,19 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     print(
         f"policy side: SmolVLA policy node with checkpoint {checkpoint}; executor {args.mode}"
-        f"{'' if args.g is None else f' g = {args.g:.2f}'}, added latency {args.added_latency:.2f} s, "
+        f"{'' if args.g is None else f' g = {args.g:.2f}'}"
+        f"{'' if args.aggregation is None else f', aggregation {args.aggregation}'}, "
+        f"added latency {args.added_latency:.2f} s, "
         f"{'lock-step' if args.lockstep else 'real-time'} simulation; seeds {args.first_seed}.."
         f"{args.first_seed + args.seeds - 1}; load average {load_before[0]:.2f} on {os.cpu_count()} CPUs",
         flush=True,
     )
     args.log.parent.mkdir(parents=True, exist_ok=True)
+    graph = policy_graph(args, checkpoint, args.added_latency, args.aggregation)
     episodes = []
     with (
         open(args.log, "w") as log,
-        Launcher(graph_nodes(policy_graph(args, checkpoint, args.added_latency)), output=log) as launcher,
+        Launcher(graph_nodes(graph), output=log) as launcher,
         SimSession() as session,
     ):
         session.wait_ready(timeout=300.0)
@@ -151,6 +162,7 @@ def run(args: argparse.Namespace) -> dict:
         "idle_ticks": sum(e["idle_ticks"] for e in episodes),
         "mode": args.mode,
         "g": args.g,
+        "aggregation": args.aggregation,
         "added_latency_s": args.added_latency,
         "lockstep": args.lockstep,
         "timeout_s": args.timeout,

@@ -88,7 +88,7 @@ PARAMETERS: dict[str, object] = {
     "mode": "async",
     "threshold": 0.7,
     "auto_margin": 0.2,
-    "aggregation": "weighted_average",
+    "aggregation": "latest_only",
     "similarity_epsilon": 0.01,
     "max_in_flight": 1,
     "request_timeout": 10.0,

@@ -41,13 +41,13 @@ def test_the_shipped_checkpoint_is_small_trained_from_scratch_and_describes_its_
 def test_the_shipped_policy_places_cubes_on_held_out_seeds_through_the_real_graph(tmp_path):
     log = tmp_path / "nodes.log"
     argv = [find_executable("smolvla_eval_policy"), "--seeds", str(len(SEEDS)), "--first-seed", str(SEEDS[0])]
-    argv += ["--lockstep", "--timeout", "45", "--log", str(log)]
+    argv += ["--lockstep", "--timeout", "45", "--aggregation", "latest_only", "--log", str(log)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out + (log.read_text()[-6000:] if log.exists() else "")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["checkpoint"] == str(shipped_checkpoint())
-    assert summary["mode"] == "async" and summary["lockstep"]
+    assert summary["mode"] == "async" and summary["lockstep"] and summary["aggregation"] == "latest_only"
     assert [e["seed"] for e in summary["per_episode"]] == list(SEEDS) and min(SEEDS) >= FIRST_HELD_OUT_SEED
     assert summary["success_rate"] > 0, out + log.read_text()[-6000:]
     assert summary["median_chunk_latency_s"] > 0

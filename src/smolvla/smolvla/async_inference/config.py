@@ -53,7 +53,7 @@ class QueueConfig:
     mode: str = "async"
     threshold: float = 0.7
     auto_margin: float = 0.2
-    aggregation: str = "weighted_average"
+    aggregation: str = "latest_only"
     similarity_epsilon: float = 0.01
     max_in_flight: int = 1
     request_timeout: float = 10.0

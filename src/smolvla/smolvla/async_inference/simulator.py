@@ -76,7 +76,7 @@ def simulate(
     latency_cv: float,
     warmup: float | None,
     seed: int,
-    aggregation: str = "weighted_average",
+    aggregation: str = QueueConfig.aggregation,
     similarity_epsilon: float = 0.01,
     tick_clock: str = "action",
 ) -> SimResult:
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=50, help="actions per chunk n (50)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--duration", type=float, default=120.0, help="simulated seconds per run (120)")
-    parser.add_argument("--aggregation", default="weighted_average", choices=sorted(AGGREGATIONS))
+    parser.add_argument("--aggregation", default=QueueConfig.aggregation, choices=sorted(AGGREGATIONS))
     parser.add_argument("--epsilon", type=float, default=0.01, help="similarity filter epsilon (normalised)")
     parser.add_argument("--tick-clock", default="action", choices=TICK_CLOCKS, help="which ticks advance (action)")
     parser.add_argument("--seed", type=int, default=0)
