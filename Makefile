@@ -75,7 +75,7 @@ train-demo: setup
 	  wait $$first || { echo "recording seeds 0-239 failed: $(RUN)-recording.seeds-0-239.log"; exit 1; }
 	$(IN_ENV) smolvla-train $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
 	  --output $(RUN) --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
-	  --steps 18000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --state-noise 0.3 --val-episodes 10 \
+	  --steps 27000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --state-noise 0.3 --val-episodes 10 \
 	  --val-every 1000 --save-every 1000 --log-every 100
 	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"
 
