@@ -91,7 +91,7 @@ queue-sim: $(VENV_STAMP)
 	$(IN_ENV) smolvla-queue-sim
 
 # In one process, no ROS: the executor's control loop (config/executor.yaml) against MuJoCo, 40 held-out seeds
-# from 1000, chunks 3 ticks after their request; about 4 min on one core. EVAL_ARGS="--aggregation rtc" etc.
+# from 1000, chunks 3 ticks after their request; about 1.5 min on one core of a quiet machine. EVAL_ARGS="--aggregation rtc" etc.
 CHECKPOINT ?= checkpoints/so101_cube_scratch
 eval-sim: $(VENV_STAMP)
 	$(IN_ENV) smolvla-eval-sim $(CHECKPOINT) $(EVAL_ARGS)

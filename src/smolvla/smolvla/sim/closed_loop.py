@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from smolvla.async_inference.config import AGGREGATION_NAMES, MODES
 from smolvla.async_inference.control import ControlLoop
@@ -71,8 +72,6 @@ class EpisodeResult:
 
 def load_executor_params(path: str | Path = EXECUTOR_PARAMS, overrides: Mapping[str, object] | None = None) -> dict:
     """The executor's parameters from its ROS parameter file (node smolvla_executor), with overrides."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"executor parameter file {path} not found (--executor-params)")
@@ -91,29 +90,28 @@ def run_episode(
     in_flight: list[tuple[int, RequestSpec, np.ndarray]] = []  # (arrival tick, request, actions)
     gated = tick = 0
     start = arm.time
-    while arm.time - start < timeout:
+    placed_at = None
+    while placed_at is None and arm.time - start < timeout:
         now = tick * period
         for arrival in [entry for entry in in_flight if entry[0] <= tick]:
             in_flight.remove(arrival)
             _, request, actions = arrival
             outcome = loop.offer_chunk(request.request_id, request.observation_tick + 1, actions, period, now)
             gated += outcome.kind == "gated"
-        loop.update_joint_state(arm.joint_positions(), now)
+        state = arm.joint_positions()
+        loop.update_joint_state(state, now)
         control = loop.step(now)
         if control.request is not None:
             images = [arm.render(camera) for camera in CAMERA_NAMES]
-            actions = np.asarray(answer(images, arm.joint_positions(), control.request), dtype=np.float64)
+            actions = np.asarray(answer(images, state, control.request), dtype=np.float64)
             in_flight.append((tick + latency_ticks, control.request, actions))
         if control.command is not None:
             arm.set_command(control.command)
         if arm.step(period):
-            status = loop.queue.status()
-            return EpisodeResult(
-                seed, arm.time - start, status.chunks_received, gated, status.requests_skipped, status.idle_ticks
-            )
+            placed_at = arm.time - start
         tick += 1
     status = loop.queue.status()
-    return EpisodeResult(seed, None, status.chunks_received, gated, status.requests_skipped, status.idle_ticks)
+    return EpisodeResult(seed, placed_at, status.chunks_received, gated, status.requests_skipped, status.idle_ticks)
 
 
 def policy_source(checkpoint: str, instruction: str, control_period: float) -> ChunkSource:
