@@ -10,7 +10,7 @@ ROS_SOURCES := $(shell find src/smolvla_msgs src/smolvla_ros src/so100_driver la
                  -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IN_ENV := source ./env.sh &&
 
-.PHONY: help setup test lint chaos demo train-demo eval-policy eval-sim eval-rtc queue-sim eval-async bench-model bench-reference bench-matmul parity-reference parity-dataset bench-ros bench-driver lock clean
+.PHONY: help setup test lint chaos demo train-demo record-pair eval-policy eval-sim eval-rtc queue-sim eval-async bench-model bench-reference bench-matmul parity-reference parity-dataset bench-ros bench-driver lock clean
 
 help:
 	@echo "make demo          the shipped learned SmolVLA policy on the simulated arm through the whole graph (--policy expert: the scripted one)"
@@ -57,27 +57,41 @@ chaos: setup
 demo: setup
 	$(IN_ENV) smolvla_demo
 
-# The from-scratch recipe (docs/training.md): demonstrations from seeds 0..479 through the real graph (lock-step
-# simulation, so a loaded machine cannot change them), then a compact SmolVLA trained on them. Seeds >= 1000 are
-# held out for make eval-policy. The lock-step simulation runs at the executor's 30 Hz and one graph uses about
-# half of this 2-core machine, so two graphs record side by side, each in its own ROS domain. DEMOS and RUN must
-# not exist yet (nothing is overwritten).
+# The from-scratch recipe (docs/training.md): expert demonstrations through the real graph (lock-step simulation,
+# so a loaded machine cannot change them): seeds 0..479 as they come, seeds 480..719 with the simulated arm's
+# command disturbance (DART: the arm strays, the expert corrects it, the corrections are recorded). A compact
+# SmolVLA learns from scratch on the first, then is fine-tuned on both. Seeds >= 1000 are held out for
+# make eval-policy. The lock-step simulation runs at the executor's 30 Hz and one graph uses about half of this
+# 2-core machine, so two graphs record side by side, each in its own ROS domain. DEMOS and RUN must not exist yet
+# (nothing is overwritten).
 DEMOS ?= outputs/demos
 RUN ?= outputs/train-demo
-RECORD := smolvla_demo --policy expert --episodes 240 --latency 0.1 --lockstep --timeout 40
+RECORD := smolvla_demo --policy expert --latency 0.1 --lockstep --timeout 40
+TRAIN := smolvla-train --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable --batch-size 16 \
+  --augment --state-noise 0.3 --val-episodes 10 --val-every 1000 --save-every 1000 --log-every 100
 train-demo: setup
 	@if [ -e "$(DEMOS)" ] || [ -e "$(RUN)" ]; then echo "$(DEMOS) or $(RUN) exists: move it away or set DEMOS=/RUN="; exit 1; fi
-	mkdir -p "$(dir $(RUN))"
-	$(IN_ENV) ROS_DOMAIN_ID=61 $(RECORD) --seed 0 --record $(DEMOS)/seeds-0-239 \
-	  --output-dir $(RUN)-recording/seeds-0-239 > $(RUN)-recording.seeds-0-239.log 2>&1 & first=$$!; \
-	  $(IN_ENV) ROS_DOMAIN_ID=62 $(RECORD) --seed 240 --record $(DEMOS)/seeds-240-479 \
-	  --output-dir $(RUN)-recording/seeds-240-479 | tee $(RUN)-recording.seeds-240-479.log; \
-	  wait $$first || { echo "recording seeds 0-239 failed: $(RUN)-recording.seeds-0-239.log"; exit 1; }
-	$(IN_ENV) smolvla-train $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
-	  --output $(RUN) --action-topic /smolvla/executor_ticks --max-age 0.4 --skip-unusable \
-	  --steps 27000 --batch-size 16 --lr 5e-4 --warmup-steps 200 --augment --state-noise 0.3 --val-episodes 10 \
-	  --val-every 1000 --save-every 1000 --log-every 100
-	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/last'"
+	mkdir -p "$(RUN)"
+	$(MAKE) --no-print-directory record-pair FIRST=0 EPISODES=240 KIND=seeds
+	$(MAKE) --no-print-directory record-pair FIRST=480 EPISODES=120 KIND=disturbed RECORD_ARGS="--disturbance 0.03"
+	$(IN_ENV) $(TRAIN) $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
+	  --output $(RUN)/scratch --steps 18000 --lr 5e-4 --warmup-steps 200
+	$(IN_ENV) $(TRAIN) $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 $(DEMOS)/disturbed-480-599 \
+	  $(DEMOS)/disturbed-600-719 --checkpoint $(RUN)/scratch/last --output $(RUN)/dart --steps 4000 --lr 1e-4 \
+	  --warmup-steps 100
+	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/dart/last'"
+
+# Two recording graphs side by side: seeds FIRST.. and FIRST+EPISODES.., EPISODES each (part of train-demo).
+record-pair: setup
+	@a=$(FIRST); b=$$(($(FIRST) + $(EPISODES))); \
+	  for s in $$a $$b; do e=$$((s + $(EPISODES) - 1)); name=$(KIND)-$$s-$$e; \
+	    echo "recording $(DEMOS)/$$name (log: $(RUN)/recording-$$name.log)"; \
+	    $(IN_ENV) ROS_DOMAIN_ID=$$((61 + s / $(EPISODES) % 2)) $(RECORD) --episodes $(EPISODES) --seed $$s \
+	      $(RECORD_ARGS) --record $(DEMOS)/$$name --output-dir $(RUN)/recording-$$name \
+	      > $(RUN)/recording-$$name.log 2>&1 & pids="$$pids $$!"; \
+	  done; \
+	  for pid in $$pids; do wait $$pid || { echo "a recording failed: see $(RUN)/recording-*.log"; exit 1; }; done; \
+	  grep -H "episodes succeeded" $(RUN)/recording-$(KIND)-*.log
 
 EVAL_ARGS ?=
 eval-policy: setup

@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lock-step simulation: one control period simulated per command (a loaded machine cannot slow it)",
     )
+    parser.add_argument(
+        "--disturbance",
+        type=float,
+        default=0.0,
+        metavar="RAD",
+        help="the simulated arm adds a smooth random offset of this standard deviation (radians) to each arm joint's "
+        "command; recorded actions stay the commands, so the demonstrations show corrections (DART)",
+    )
     parser.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
     parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
     parser.add_argument(
@@ -136,7 +144,12 @@ def run(args: argparse.Namespace) -> tuple[int, bool]:
         record_dir=args.record,
         task=args.instruction if args.record else None,
         extra={
-            "robot": {"seed": args.seed, "respawn_delay": -1.0, **({"lockstep": True} if args.lockstep else {})},
+            "robot": {
+                "seed": args.seed,
+                "respawn_delay": -1.0,
+                **({"lockstep": True} if args.lockstep else {}),
+                **({"command_disturbance": args.disturbance} if args.disturbance else {}),
+            },
             **({"policy": {"latency": args.latency}} if expert else {}),
             # The session opens each episode after its reset: nothing before the first one is recorded. The actions
             # are the executor's tick log: each tick's command stamped with its capture time, so training knows

@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from smolvla.observation import RateLimiter, order_joint_positions
 from smolvla.parameters import Check, integer, number, text
-from smolvla.sim.arm import SimArm
+from smolvla.sim.arm import CommandDisturbance, SimArm
 from smolvla.sim.scene import CAMERA_NAMES, JOINT_NAMES, SceneOptions
 from smolvla_ros.chunk_messages import seconds_to_time
 from smolvla_ros.node_runner import run_node
@@ -48,6 +48,10 @@ _DEFAULTS: dict[str, object] = {
     "seed": 0,
     # After a placement, respawn cube and target (arm left in place) this many simulated seconds later; < 0: never.
     "respawn_delay": 1.0,
+    # Smooth random offset on each arm joint's command (radians, Ornstein-Uhlenbeck; 0: none), for recording
+    # demonstrations that show corrections (smolvla.sim.arm.CommandDisturbance).
+    "command_disturbance": 0.0,
+    "command_disturbance_time_constant": 1.0,
     "command_topic": "/forward_position_controller/commands",
     "trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
 }
@@ -63,6 +67,8 @@ _CHECKS: dict[str, Check] = {
     "control_rate": number(above=0.0, high=1000.0),
     "seed": integer(0, SEED_RANGE - 1),
     "respawn_delay": number(high=3600.0),
+    "command_disturbance": number(0.0, 0.5),
+    "command_disturbance_time_constant": number(0.01, 60.0),
     "command_topic": text(lambda value: None if value.strip() else "must not be empty"),
     "trajectory_topic": text(lambda value: None if value.strip() else "must not be empty"),
 }
@@ -80,7 +86,8 @@ class SimArmNode(Node):
         self._p = p
         options = SceneOptions(image_width=int(p["image_width"]), image_height=int(p["image_height"]))
         self._lock = threading.Lock()
-        self._sim = SimArm(options, seed=int(p["seed"]))
+        disturbance = CommandDisturbance(float(p["command_disturbance"]), float(p["command_disturbance_time_constant"]))
+        self._sim = SimArm(options, seed=int(p["seed"]), disturbance=disturbance)
         self._log_limiter = RateLimiter(5.0)
         self._success_since: float | None = None
         self._next_camera_time = 0.0
@@ -107,6 +114,7 @@ class SimArmNode(Node):
         self.get_logger().info(
             f"simulated SO-101 ready: {'lock-step' if p['lockstep'] else 'real-time'}, cameras "
             f"{options.image_width}x{options.image_height} at {p['camera_rate']} Hz, seed {p['seed']}"
+            + (f", command disturbance {disturbance.std:g} rad" if disturbance.std else "")
         )
 
     # --- inputs -------------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         "0.3",
         # Lock-step, as make train-demo records: the expert's success then does not depend on the machine's load.
         "--lockstep",
+        # As make train-demo records its second half (DART): the arm strays, the expert corrects it.
+        "--disturbance",
+        "0.03",
     ]
     argv += ["--record", str(episodes), "--output-dir", str(tmp_path / "outputs")]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=150)
@@ -40,6 +43,7 @@ def test_demo_records_one_bag_per_successful_episode_starting_at_its_reset(tmp_p
         print((tmp_path / "outputs" / "demo_nodes.log").read_text()[-6000:])
     assert result.returncode == 0, out
     assert "2/2 episodes succeeded" in out
+    assert "command disturbance 0.03 rad" in (tmp_path / "outputs" / "demo_nodes.log").read_text()
     for name in ("episode_0001", "episode_0002"):
         assert f"recorder: closed {episodes / name} (messages:" in out, out
 

@@ -28,6 +28,28 @@ def quaternion_yaw(quaternion: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class CommandDisturbance:
+    """A slowly wandering offset added to each arm joint's command before the actuators see it (not the gripper's).
+
+    Each joint's offset is an Ornstein-Uhlenbeck process: standard deviation `std` radians, correlation time
+    `time_constant` seconds, zero at every reset, drawn from the scene's seed. Recording demonstrations with it is
+    DART (Laskey et al., 2017): the arm strays from where the expert commanded, the cameras and joint states show
+    the stray, and the expert, planning from what it observes, answers with the correction; the recorded actions
+    are the expert's commands, not the disturbed ones. A policy trained on them has seen how to get back from the
+    small misses that its own errors cause, which a policy trained on perfect motions never has.
+    """
+
+    std: float = 0.0
+    time_constant: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.std) and 0.0 <= self.std <= 0.5):
+            raise ValueError(f"disturbance std must be within 0..0.5 rad, got {self.std}")
+        if not (np.isfinite(self.time_constant) and 0.01 <= self.time_constant <= 60.0):
+            raise ValueError(f"disturbance time constant must be within 0.01..60 s, got {self.time_constant}")
+
+
+@dataclass(frozen=True)
 class SceneState:
     """Where the cube and the target are (world frame, metres) and whether the cube counts as placed."""
 
@@ -48,8 +70,11 @@ class SimArm:
     Not thread-safe: the caller serialises access.
     """
 
-    def __init__(self, options: SceneOptions | None = None, *, seed: int = 0) -> None:
+    def __init__(
+        self, options: SceneOptions | None = None, *, seed: int = 0, disturbance: CommandDisturbance | None = None
+    ) -> None:
         self.options = options or SceneOptions()
+        self.disturbance = disturbance or CommandDisturbance()
         self.model = build_model(self.options)
         self.data = mujoco.MjData(self.model)
         self._qpos_adr = np.asarray([self.model.joint(n).qposadr[0] for n in JOINT_NAMES])
@@ -83,6 +108,9 @@ class SimArm:
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self._qpos_adr] = HOME_POSITION
         self.data.ctrl[self._actuators] = HOME_POSITION
+        self._command = HOME_POSITION.copy()
+        self._offset = np.zeros(len(JOINT_NAMES))
+        self._disturbance_rng = np.random.default_rng([self.seed, 1])
         self.placements = 0
         return self._place_objects()
 
@@ -114,16 +142,37 @@ class SimArm:
         if not np.all(np.isfinite(positions)):
             raise ValueError("command contains non-finite values")
         clipped = np.clip(positions, self.command_low, self.command_high)
-        self.data.ctrl[self._actuators] = clipped
+        self._command = clipped
+        self._actuate()
         return clipped
 
     @property
     def command(self) -> np.ndarray:
-        return self.data.ctrl[self._actuators].copy()
+        """The joint positions last commanded (clipped), without the disturbance."""
+        return self._command.copy()
+
+    @property
+    def disturbance_offset(self) -> np.ndarray:
+        """What the disturbance adds to the command now (radians, JOINT_NAMES order; the gripper's is 0)."""
+        return self._offset.copy()
+
+    def _actuate(self) -> None:
+        self.data.ctrl[self._actuators] = np.clip(self._command + self._offset, self.command_low, self.command_high)
+
+    def _disturb(self, duration: float) -> None:
+        """Advance the disturbance by `duration` seconds (the exact Ornstein-Uhlenbeck transition)."""
+        if self.disturbance.std == 0.0:
+            return
+        decay = np.exp(-duration / self.disturbance.time_constant)
+        arm = len(JOINT_NAMES) - 1
+        noise = self._disturbance_rng.standard_normal(arm) * self.disturbance.std * np.sqrt(1.0 - decay**2)
+        self._offset[:arm] = self._offset[:arm] * decay + noise
+        self._actuate()
 
     def step(self, duration: float) -> bool:
         """Advance the physics by round(duration / physics_dt) steps; returns task success."""
         steps = max(1, round(duration / self.physics_dt))
+        self._disturb(steps * self.physics_dt)
         success_before = self._judge.success
         for _ in range(steps):
             mujoco.mj_step(self.model, self.data)
