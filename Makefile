@@ -83,10 +83,9 @@ train-demo: setup
 
 # Two recording graphs side by side: seeds FIRST.. and FIRST+EPISODES.., EPISODES each (part of train-demo).
 record-pair: setup
-	@a=$(FIRST); b=$$(($(FIRST) + $(EPISODES))); \
-	  for s in $$a $$b; do e=$$((s + $(EPISODES) - 1)); name=$(KIND)-$$s-$$e; \
+	@for half in 0 1; do s=$$(($(FIRST) + half * $(EPISODES))); name=$(KIND)-$$s-$$((s + $(EPISODES) - 1)); \
 	    echo "recording $(DEMOS)/$$name (log: $(RUN)/recording-$$name.log)"; \
-	    $(IN_ENV) ROS_DOMAIN_ID=$$((61 + s / $(EPISODES) % 2)) $(RECORD) --episodes $(EPISODES) --seed $$s \
+	    $(IN_ENV) ROS_DOMAIN_ID=$$((61 + half)) $(RECORD) --episodes $(EPISODES) --seed $$s \
 	      $(RECORD_ARGS) --record $(DEMOS)/$$name --output-dir $(RUN)/recording-$$name \
 	      > $(RUN)/recording-$$name.log 2>&1 & pids="$$pids $$!"; \
 	  done; \

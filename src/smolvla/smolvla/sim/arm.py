@@ -107,10 +107,10 @@ class SimArm:
         self._rng = np.random.default_rng(self.seed)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self._qpos_adr] = HOME_POSITION
-        self.data.ctrl[self._actuators] = HOME_POSITION
         self._command = HOME_POSITION.copy()
         self._offset = np.zeros(len(JOINT_NAMES))
         self._disturbance_rng = np.random.default_rng([self.seed, 1])
+        self._actuate()
         self.placements = 0
         return self._place_objects()
 
