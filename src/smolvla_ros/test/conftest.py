@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-# Each test run gets its own DDS domain and stays on loopback, so concurrent runs on one machine never see each
-# other's nodes. This must happen before any rclpy context is created.
-os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 90)
+# DDS stays on loopback, and every test gets a ROS domain of its own (see fresh_ros_domain) from 10-59, so that
+# neither a concurrent run on this machine, nor the user's own graphs (domain 0 by default; make train-demo records
+# in 61 and 62), nor a process an earlier test killed (Fast DDS leaves its shared-memory ports behind, keyed by
+# domain) can meet a test's nodes. This must happen before any rclpy context is created.
+TEST_DOMAINS = range(10, 60)
+_domain_sequence = iter(range(os.getpid() % len(TEST_DOMAINS), 1 << 30))
+os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAINS[0])
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import rclpy  # noqa: E402
@@ -64,6 +68,12 @@ class RosHarness:
             node.destroy_node()
         self.executor.shutdown()
         rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(autouse=True)
+def fresh_ros_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next domain of TEST_DOMAINS for this test's rclpy contexts and child processes."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(TEST_DOMAINS[next(_domain_sequence) % len(TEST_DOMAINS)]))
 
 
 @pytest.fixture

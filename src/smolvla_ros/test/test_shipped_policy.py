@@ -5,7 +5,9 @@ through the real graph (simulated SO-101 in lock-step, the SmolVLA policy node, 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,12 @@ from smolvla_ros.shipped import EVALUATION_FILE, shipped_checkpoint
 #: checkpoint's in-process rate, 0.8, all four would fail together about once in 600 runs), which a policy whose
 #: samples or units disagree with the executor never does.
 SEEDS = (1005, 1006, 1007, 1008)
+EVAL_TIMEOUT = 240  # seconds; pytest's own timeout (pytest.ini) is 300
+
+
+def nodes_log(path: Path) -> str:
+    """The end of the evaluation's node log, for a failure message."""
+    return path.read_text()[-6000:] if path.exists() else ""
 
 
 def test_the_shipped_checkpoint_is_small_trained_from_scratch_and_describes_its_robot():
@@ -42,12 +50,20 @@ def test_the_shipped_policy_places_cubes_on_held_out_seeds_through_the_real_grap
     log = tmp_path / "nodes.log"
     argv = [find_executable("smolvla_eval_policy"), "--seeds", str(len(SEEDS)), "--first-seed", str(SEEDS[0])]
     argv += ["--lockstep", "--timeout", "45", "--aggregation", "latest_only", "--log", str(log)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out + (log.read_text()[-6000:] if log.exists() else "")
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    # Four episodes take at most 4 x 45 s of lock-step time. Past EVAL_TIMEOUT the evaluation is interrupted like
+    # Ctrl-C, so that it stops its nodes (they run in sessions of their own) and the failure shows their log.
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=EVAL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        pytest.fail(f"no result after {EVAL_TIMEOUT} s:\n{stdout}{stderr}\n{nodes_log(log)}")
+    out = stdout + stderr
+    assert process.returncode == 0, out + nodes_log(log)
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["checkpoint"] == str(shipped_checkpoint())
     assert summary["mode"] == "async" and summary["lockstep"] and summary["aggregation"] == "latest_only"
     assert [e["seed"] for e in summary["per_episode"]] == list(SEEDS) and min(SEEDS) >= FIRST_HELD_OUT_SEED
-    assert summary["success_rate"] > 0, out + log.read_text()[-6000:]
+    assert summary["success_rate"] > 0, out + nodes_log(log)
     assert summary["median_chunk_latency_s"] > 0
