@@ -60,10 +60,9 @@ demo: setup
 # The from-scratch recipe (docs/training.md): expert demonstrations through the real graph (lock-step simulation,
 # so a loaded machine cannot change them): seeds 0..479 as they come, seeds 480..719 with the simulated arm's
 # command disturbance (DART: the arm strays, the expert corrects it, the corrections are recorded). A compact
-# SmolVLA learns from scratch on the first, then is fine-tuned on both. Seeds >= 1000 are held out for
-# make eval-policy. The lock-step simulation runs at the executor's 30 Hz and one graph uses about half of this
-# 2-core machine, so two graphs record side by side, each in its own ROS domain. DEMOS and RUN must not exist yet
-# (nothing is overwritten).
+# SmolVLA learns from scratch on all of them. Seeds >= 1000 are held out for make eval-policy. The lock-step
+# simulation runs at the executor's 30 Hz and one graph uses about half of this 2-core machine, so two graphs
+# record side by side, each in its own ROS domain. DEMOS and RUN must not exist yet (nothing is overwritten).
 DEMOS ?= outputs/demos
 RUN ?= outputs/train-demo
 RECORD := smolvla_demo --policy expert --latency 0.1 --lockstep --timeout 40
@@ -74,12 +73,10 @@ train-demo: setup
 	mkdir -p "$(RUN)"
 	$(MAKE) --no-print-directory record-pair FIRST=0 EPISODES=240 KIND=seeds
 	$(MAKE) --no-print-directory record-pair FIRST=480 EPISODES=120 KIND=disturbed RECORD_ARGS="--disturbance 0.03"
-	$(IN_ENV) $(TRAIN) $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 --from-scratch --model-size medium \
-	  --output $(RUN)/scratch --steps 18000 --lr 5e-4 --warmup-steps 200
 	$(IN_ENV) $(TRAIN) $(DEMOS)/seeds-0-239 $(DEMOS)/seeds-240-479 $(DEMOS)/disturbed-480-599 \
-	  $(DEMOS)/disturbed-600-719 --checkpoint $(RUN)/scratch/last --output $(RUN)/dart --steps 4000 --lr 1e-4 \
-	  --warmup-steps 100
-	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/dart/last'"
+	  $(DEMOS)/disturbed-600-719 --from-scratch --model-size medium --output $(RUN)/policy --steps 22000 --lr 5e-4 \
+	  --warmup-steps 200
+	@echo "evaluate it with: make eval-policy EVAL_ARGS='--checkpoint $(RUN)/policy/last'"
 
 # Two recording graphs side by side: seeds FIRST.. and FIRST+EPISODES.., EPISODES each (part of train-demo).
 record-pair: setup
