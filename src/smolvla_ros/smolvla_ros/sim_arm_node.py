@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from smolvla.observation import RateLimiter, order_joint_positions
 from smolvla.parameters import Check, integer, number, text
-from smolvla.sim.arm import CommandDisturbance, SimArm
+from smolvla.sim.arm import DISTURBANCE_STD_RANGE, DISTURBANCE_TIME_CONSTANT_RANGE, CommandDisturbance, SimArm
 from smolvla.sim.scene import CAMERA_NAMES, JOINT_NAMES, SceneOptions
 from smolvla_ros.chunk_messages import seconds_to_time
 from smolvla_ros.node_runner import run_node
@@ -67,8 +67,8 @@ _CHECKS: dict[str, Check] = {
     "control_rate": number(above=0.0, high=1000.0),
     "seed": integer(0, SEED_RANGE - 1),
     "respawn_delay": number(high=3600.0),
-    "command_disturbance": number(0.0, 0.5),
-    "command_disturbance_time_constant": number(0.01, 60.0),
+    "command_disturbance": number(*DISTURBANCE_STD_RANGE),
+    "command_disturbance_time_constant": number(*DISTURBANCE_TIME_CONSTANT_RANGE),
     "command_topic": text(lambda value: None if value.strip() else "must not be empty"),
     "trajectory_topic": text(lambda value: None if value.strip() else "must not be empty"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 # in 61 and 62), nor a process an earlier test killed (Fast DDS leaves its shared-memory ports behind, keyed by
 # domain) can meet a test's nodes. This must happen before any rclpy context is created.
 TEST_DOMAINS = range(10, 60)
-_domain_sequence = iter(range(os.getpid() % len(TEST_DOMAINS), 1 << 30))
+_domain_sequence = itertools.count(os.getpid())  # a concurrent run starts elsewhere in the range
 os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAINS[0])
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 

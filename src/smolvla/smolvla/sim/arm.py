@@ -27,6 +27,11 @@ def quaternion_yaw(quaternion: np.ndarray) -> float:
     return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
+#: The accepted CommandDisturbance values: std in radians, time constant in seconds (inclusive bounds).
+DISTURBANCE_STD_RANGE = (0.0, 0.5)
+DISTURBANCE_TIME_CONSTANT_RANGE = (0.01, 60.0)
+
+
 @dataclass(frozen=True)
 class CommandDisturbance:
     """A slowly wandering offset added to each arm joint's command before the actuators see it (not the gripper's).
@@ -43,10 +48,12 @@ class CommandDisturbance:
     time_constant: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.std) and 0.0 <= self.std <= 0.5):
-            raise ValueError(f"disturbance std must be within 0..0.5 rad, got {self.std}")
-        if not (np.isfinite(self.time_constant) and 0.01 <= self.time_constant <= 60.0):
-            raise ValueError(f"disturbance time constant must be within 0.01..60 s, got {self.time_constant}")
+        low, high = DISTURBANCE_STD_RANGE
+        if not (np.isfinite(self.std) and low <= self.std <= high):
+            raise ValueError(f"disturbance std must be within {low:g}..{high:g} rad, got {self.std}")
+        low, high = DISTURBANCE_TIME_CONSTANT_RANGE
+        if not (np.isfinite(self.time_constant) and low <= self.time_constant <= high):
+            raise ValueError(f"disturbance time constant must be within {low:g}..{high:g} s, got {self.time_constant}")
 
 
 @dataclass(frozen=True)
